@@ -1,0 +1,28 @@
+# One-command set-up. Every target creates .venv and installs the pins when they are missing.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(abspath $(VENV))/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+DATA_DIR ?= data/synthetic_rhd
+DEMO_DIR ?= runs/demo
+
+.PHONY: venv ops data test demo clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+ops: $(STAMP)
+	$(MAKE) -C tf_ops PYTHON=$(PY)
+
+data: $(STAMP)
+	$(PY) -m data_pipeline.synthetic --format=rhd --out $(DATA_DIR) --num_train 2000 --num_test 200 --seed 0
+
+test: ops
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) tf_ops/build
