@@ -1,0 +1,86 @@
+"""Schedules and run bookkeeping of model/training.py (the loop itself: test_end_to_end.py)."""
+import json
+import math
+
+import pytest
+import tensorflow as tf
+
+from model import training
+
+
+def _config(**overrides):
+    return training.TrainConfig.from_preset("cpu", **overrides)
+
+
+def test_beta_is_geometric_between_the_paper_bounds():
+    cfg = _config(beta_anneal_steps=100)
+    assert float(training.beta_at(0, cfg)) == pytest.approx(1e-5, rel=1e-5)
+    # Halfway through a geometric ramp over two decades: one decade.
+    assert float(training.beta_at(50, cfg)) == pytest.approx(1e-4, rel=1e-5)
+    assert float(training.beta_at(100, cfg)) == pytest.approx(1e-3, rel=1e-5)
+    assert float(training.beta_at(10_000, cfg)) == pytest.approx(1e-3, rel=1e-5)
+
+
+def test_preset_overrides_and_validation():
+    cfg = training.TrainConfig.from_preset("paper", batch_size=8, max_steps=None)
+    assert (cfg.image_size, cfg.batch_size, cfg.learning_rate) == (256, 8, 1e-4)
+    with pytest.raises(ValueError, match="--preset"):
+        training.TrainConfig.from_preset("huge")
+    with pytest.raises(ValueError, match="--labelled_fraction"):
+        _config(labelled_fraction=1.5)
+    with pytest.raises(ValueError, match="--batch_size"):
+        _config(batch_size=0)
+
+
+def test_plateau_schedule_decays_twice_then_converges():
+    cfg = _config(plateau_patience=2)
+    opt = tf.keras.optimizers.Adam(learning_rate=1e-4)
+    opt.build([tf.Variable(1.0)])
+    plateau = training.PlateauSchedule(opt, cfg)
+    assert plateau.update(10.0) == "improved"
+    assert plateau.update(9.0) == "improved"
+    assert plateau.update(9.5) == "waiting"
+    assert plateau.update(9.5) == "decayed"
+    assert float(opt.learning_rate.numpy()) == pytest.approx(1e-5)
+    assert [plateau.update(9.9), plateau.update(9.9)] == ["waiting", "decayed"]
+    assert float(opt.learning_rate.numpy()) == pytest.approx(1e-6)
+    assert plateau.update(8.0) == "improved"
+    assert [plateau.update(9.9), plateau.update(9.9)] == ["waiting", "converged"]
+    assert float(opt.learning_rate.numpy()) == pytest.approx(1e-6)
+
+
+def test_plateau_state_survives_a_checkpoint(tmp_path):
+    cfg = _config(plateau_patience=1)
+    opt = tf.keras.optimizers.Adam(learning_rate=1e-4)
+    opt.build([tf.Variable(1.0)])
+    plateau = training.PlateauSchedule(opt, cfg)
+    plateau.update(5.0)
+    plateau.update(6.0)
+    path = tf.train.Checkpoint(plateau=plateau, optimizer=opt).save(str(tmp_path / "ckpt"))
+
+    opt2 = tf.keras.optimizers.Adam(learning_rate=1e-4)
+    opt2.build([tf.Variable(1.0)])
+    restored = training.PlateauSchedule(opt2, cfg)
+    tf.train.Checkpoint(plateau=restored, optimizer=opt2).restore(path)
+    assert float(restored.best_epe.numpy()) == 5.0
+    assert int(restored.num_decays.numpy()) == 1
+    assert math.isclose(float(opt2.learning_rate.numpy()), 1e-5, rel_tol=1e-6)
+
+
+def test_run_config_refuses_another_model(tmp_path):
+    run = {"model": {"strategy": "poe"}, "data": {"data": "synthetic"}, "train": {"max_steps": 4}}
+    training.save_run_config(str(tmp_path), run)
+    # Other loop settings may change on resume.
+    training.save_run_config(str(tmp_path), dict(run, train={"max_steps": 8}))
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["max_steps"] == 8
+    with pytest.raises(ValueError, match="different model configuration"):
+        training.save_run_config(str(tmp_path), dict(run, model={"strategy": "kl"}))
+    # The refused write left the recorded file intact.
+    assert json.loads((tmp_path / "config.json").read_text())["model"] == {"strategy": "poe"}
+
+
+def test_load_run_config_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        training.load_run_config(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="ckpt-3.index"):
+        training.load_run_config(str(tmp_path / "ckpt-3"))
