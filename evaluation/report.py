@@ -1,0 +1,168 @@
+"""The outputs of an evaluation: metrics.json, predictions.npz, pck.png and the paper's figures.
+
+Used by evaluate.py; takes plain arguments (no flags) so that it can be called from anywhere.
+Every file is written under a temporary name in its directory and renamed, so a failed run never
+leaves a half-written file in place of a good one.
+"""
+import json
+import os
+
+import numpy as np
+
+from evaluation import figures, protocol
+from evaluation.files import atomic_write
+
+METRICS_FILE = "metrics.json"
+PCK_FILE = "pck.png"
+PREDICTIONS_FILE = "predictions.npz"
+FIG3_FILE = "fig3_samples.png"
+FIG4_FILE = "fig4_interpolation.png"
+
+
+def write_metrics(metrics: dict, path: str) -> str:
+    """Writes `metrics` as indented JSON to `path`, atomically."""
+    text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_predictions(predictions: dict, path: str) -> str:
+    """Writes the arrays of `predictions` as an .npz at `path`, atomically."""
+    return atomic_write(path, lambda f: np.savez(f, **predictions))
+
+
+def load_predictions(path: str):
+    """Reads and checks a predictions .npz.
+
+    Returns:
+      (pred (M, 21, 3), gt (M, 21, 3), visible (M, 21) or None).
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: not an .npz, a key missing, or a shape wrong (the message names the key).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--predictions: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--predictions: {path} is not a readable .npz ({e})") from e
+    for key in ("pred", "gt"):
+        if key not in arrays:
+            raise ValueError(f"--predictions: {path} has no key '{key}' (keys: "
+                             f"{sorted(arrays)}); expected pred and gt (M, 21, 3) in mm")
+    pred, gt = arrays["pred"], arrays["gt"]
+    shape = (protocol.NUM_KEYPOINTS, 3)
+    for key, value in (("pred", pred), ("gt", gt)):
+        if value.ndim != 3 or value.shape[1:] != shape:
+            raise ValueError(f"--predictions: {path}: key '{key}' has shape {value.shape}, "
+                             f"expected (M, {shape[0]}, 3)")
+    if pred.shape != gt.shape:
+        raise ValueError(f"--predictions: {path}: key 'pred' has shape {pred.shape} but key "
+                         f"'gt' has {gt.shape}")
+    visible = arrays.get("visible")
+    if visible is not None and visible.shape != pred.shape[:2]:
+        raise ValueError(f"--predictions: {path}: key 'visible' has shape {visible.shape}, "
+                         f"expected {pred.shape[:2]}")
+    return pred, gt, visible
+
+
+def write_metrics_and_curve(metrics: dict, out_dir: str, label: str) -> dict:
+    """Writes metrics.json and pck.png into out_dir; returns {name: path}."""
+    paths = {"metrics": write_metrics(metrics, os.path.join(out_dir, METRICS_FILE))}
+    paths["pck"] = figures.plot_pck(
+        {label: (metrics["pck_thresholds_mm"], metrics["pck"])}, os.path.join(out_dir, PCK_FILE))
+    return paths
+
+
+def score_predictions(path: str, out_dir: str):
+    """Mode 1: scores a predictions .npz; writes metrics.json and pck.png into out_dir.
+
+    Returns:
+      (metrics dict, {name: written path}).
+    """
+    pred, gt, visible = load_predictions(path)
+    try:
+        metrics = protocol.evaluate_pose(pred, gt, visible)
+    except ValueError as e:
+        raise ValueError(f"--predictions: {path}: {e}") from e
+    metrics.update(predictions=os.path.abspath(path), num_samples=int(pred.shape[0]))
+    label = os.path.splitext(os.path.basename(path))[0]
+    return metrics, write_metrics_and_curve(metrics, out_dir, label)
+
+
+def _first_samples(dataset, count: int) -> dict:
+    """The first `count` samples of a batched dataset (fewer if it is shorter), as numpy."""
+    parts, have = [], 0
+    for batch in dataset:
+        parts.append({k: v.numpy() for k, v in batch.items()})
+        have += parts[-1]["image"].shape[0]
+        if have >= count:
+            break
+    return {k: np.concatenate([p[k] for p in parts])[:count] for k in parts[0]}
+
+
+def model_figures(model, dataset, out_dir: str, num_samples: int, steps: int) -> dict:
+    """Writes the paper's Fig. 3 and Fig. 4 for `model` on the first samples of `dataset`.
+
+    Fig. 3 is drawn in mm (everything times the ground-truth scale), Fig. 4 in normalised units
+    (an interpolated code has no ground truth scale). Fig. 4 interpolates between the first
+    sample and the one among the first few whose ground-truth pose differs most from it.
+
+    Returns:
+      {name: written path}; fig4 is left out when the dataset has a single sample.
+    """
+    from evaluation import inference  # pylint: disable=import-outside-toplevel
+
+    samples = _first_samples(dataset, max(num_samples, 8))
+    decoded = inference.decode_from_rgb(model, samples["image"])
+    k = min(num_samples, samples["image"].shape[0])
+    mm = samples["scale"][:k, None, None] * inference.MM_PER_METRE
+    paths = {"fig3": figures.plot_samples(
+        samples["image"][:k], samples["pose"][:k] * mm, decoded["pose"][:k] * mm,
+        samples["cloud"][:k] * mm, decoded["cloud"][:k] * mm if "cloud" in decoded else None,
+        os.path.join(out_dir, FIG3_FILE))}
+    if samples["image"].shape[0] >= 2:
+        distance = np.linalg.norm(samples["pose"] - samples["pose"][:1], axis=-1).mean(axis=-1)
+        other = int(np.argmax(distance))
+        z = inference.interpolate_latents(decoded["z"][0], decoded["z"][other], steps)
+        path_decoded = inference.decode_latents(model, z)
+        paths["fig4"] = figures.plot_interpolation(path_decoded["pose"], path_decoded.get("cloud"),
+                                                   os.path.join(out_dir, FIG4_FILE))
+    return paths
+
+
+def evaluate_restored(model, run_config: dict, checkpoint: str, dataset, *, data: str,
+                      split: str, out_dir: str, max_batches=None, num_figure_samples: int = 4,
+                      interpolation_steps: int = 8):
+    """Mode 2 once the model and the dataset exist: predictions, metrics and every figure.
+
+    Args:
+      model: restored model (predict_pose, encode_rgb, decode; see evaluation.inference).
+      run_config: the run's config.json (its model.strategy is recorded).
+      checkpoint: the restored checkpoint path (recorded).
+      dataset: batched evaluation dataset (data_pipeline.dataset.build_dataset).
+      data, split: recorded in metrics.json.
+      out_dir: output directory.
+      max_batches: stop after this many batches (None: all).
+
+    Returns:
+      (metrics dict, {name: written path}).
+    """
+    from evaluation import inference  # pylint: disable=import-outside-toplevel
+
+    predictions = inference.predict_dataset(model, dataset, max_batches=max_batches)
+    metrics = protocol.evaluate_pose(predictions["pred_mm"], predictions["gt_mm"],
+                                     predictions["visible"])
+    strategy = run_config.get("model", {}).get("strategy")
+    metrics.update(strategy=strategy, data=data, split=split, checkpoint=checkpoint,
+                   num_samples=int(predictions["pred_mm"].shape[0]))
+    paths = {"predictions": write_predictions(
+        {"pred": predictions["pred_mm"], "gt": predictions["gt_mm"],
+         "visible": predictions["visible"], "index": predictions["index"]},
+        os.path.join(out_dir, PREDICTIONS_FILE))}
+    paths.update(write_metrics_and_curve(metrics, out_dir, f"{strategy} ({data} {split})"))
+    paths.update(model_figures(model, dataset, out_dir, num_figure_samples, interpolation_steps))
+    return metrics, paths
+
+
