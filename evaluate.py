@@ -1,0 +1,123 @@
+r"""Scores 3D hand pose estimates with the standard protocol (SPEC 6) and draws the paper's figures.
+
+Two modes:
+
+  python evaluate.py --ckpt=runs/poe_synthetic_cpu [--data=rhd --data_dir=...] [--split=test]
+      Restores a model trained by train.py (a model_dir, or a checkpoint prefix such as
+      runs/poe_synthetic_cpu/ckpt-800), predicts every sample of the split from RGB alone
+      (z = mean of q(z|R)), and writes into --out (default <model_dir>/eval_<split>):
+        metrics.json             EPE mean/median (mm), AUC 0-50 and 20-50, the PCK curve, and
+                                 strategy, data, split, num_samples, checkpoint
+        predictions.npz          pred, gt (M, 21, 3) mm, visible (M, 21), index (M,): rescoring it
+                                 with --predictions gives the same metrics
+        pck.png                  the PCK curve
+        fig3_samples.png         paper Fig. 3: RGB, GT vs predicted pose, GT vs decoded cloud
+        fig4_interpolation.png   paper Fig. 4: decoding along a line between two images' z
+
+  python evaluate.py --predictions=preds.npz --out=DIR
+      Scores saved predictions of any method, no model needed: keys pred and gt (M, 21, 3),
+      root-relative, in mm, canonical keypoint order; optional visible (M, 21) 0/1.
+      Writes DIR/metrics.json and DIR/pck.png.
+
+Every file is written under a temporary name and renamed, so a failed run never leaves a
+half-written file in place of a good one (evaluation/report.py).
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from evaluation import report  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("predictions", None,
+                    "An .npz of saved predictions (keys pred, gt: (M, 21, 3) mm; optional "
+                    "visible: (M, 21)) to score without a model.")
+flags.DEFINE_string("ckpt", None,
+                    "A model_dir written by train.py, or a checkpoint prefix inside one.")
+flags.DEFINE_enum("data", None, ["synthetic", "rhd", "stb"],
+                  "Data set to evaluate on (default: the one the model was trained on).")
+flags.DEFINE_string("data_dir", None,
+                    "Data set root (default: the training run's when --data is unchanged, "
+                    "else data/<name> in the repository).")
+flags.DEFINE_enum("split", "test", ["train", "test"], "Split to evaluate.")
+flags.DEFINE_string("out", None,
+                    "Output directory (default for --ckpt: <model_dir>/eval_<split>; "
+                    "required with --predictions).")
+flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
+flags.DEFINE_integer("max_batches", 0, "Evaluate only this many batches (0: the whole split).")
+flags.DEFINE_integer("num_figure_samples", 4, "Samples (rows) in fig3_samples.png.")
+flags.DEFINE_integer("interpolation_steps", 8, "Decoded steps in fig4_interpolation.png.")
+
+
+def evaluate_checkpoint(ckpt: str, *, data=None, data_dir=None, split: str = "test", out_dir=None,
+                        batch_size: int = 32, max_batches=None, num_figure_samples: int = 4,
+                        interpolation_steps: int = 8):
+    """Mode 2: restores `ckpt` (a model_dir or a checkpoint prefix) and evaluates it on a split.
+
+    The data set defaults to the run's (config.json 'data'); pre-processing settings (image size,
+    viewpoint correction, cloud points) always come from the run, since the model expects them.
+
+    Returns:
+      (metrics dict, {name: written path}).
+    """
+    # pylint: disable=import-outside-toplevel
+    from data_pipeline import dataset as dataset_lib
+    from model import training
+
+    model, run_config, checkpoint = training.restore_model(ckpt)
+    settings = run_config["data"]
+    if data is None or data == settings["data"]:
+        data, data_dir = settings["data"], data_dir or settings.get("data_dir")
+    if out_dir is None:
+        model_dir = ckpt if os.path.isdir(ckpt) else (os.path.dirname(ckpt) or ".")
+        out_dir = os.path.join(model_dir, f"eval_{split}")
+    dataset = dataset_lib.build_dataset(
+        data, split, data_dir=data_dir, image_size=settings["image_size"],
+        batch_size=batch_size, view_correction=settings["view_correction"],
+        num_points=settings.get("num_points", run_config["model"].get("num_points", 256)),
+        deterministic=True)
+    return report.evaluate_restored(model, run_config, checkpoint, dataset, data=data,
+                                    split=split, out_dir=out_dir, max_batches=max_batches,
+                                    num_figure_samples=num_figure_samples,
+                                    interpolation_steps=interpolation_steps)
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    if (FLAGS.predictions is None) == (FLAGS.ckpt is None):
+        sys.exit("error: pass exactly one of --predictions=F.npz (score saved predictions) "
+                 "or --ckpt=MODEL_DIR (evaluate a trained model)")
+    for name in ("batch_size", "num_figure_samples"):
+        if getattr(FLAGS, name) <= 0:
+            sys.exit(f"error: --{name} must be positive, got {getattr(FLAGS, name)}")
+    if FLAGS.interpolation_steps < 2:
+        sys.exit(f"error: --interpolation_steps must be at least 2, got "
+                 f"{FLAGS.interpolation_steps}")
+    try:
+        if FLAGS.predictions is not None:
+            if FLAGS.out is None:
+                sys.exit("error: --predictions needs --out=DIR for metrics.json and pck.png")
+            metrics, paths = report.score_predictions(FLAGS.predictions, FLAGS.out)
+        else:
+            metrics, paths = evaluate_checkpoint(
+                FLAGS.ckpt, data=FLAGS.data, data_dir=FLAGS.data_dir, split=FLAGS.split,
+                out_dir=FLAGS.out, batch_size=FLAGS.batch_size,
+                max_batches=FLAGS.max_batches or None,
+                num_figure_samples=FLAGS.num_figure_samples,
+                interpolation_steps=FLAGS.interpolation_steps)
+    except (FileNotFoundError, ValueError) as e:
+        # DataError is a ValueError: missing or malformed data sets end here too.
+        sys.exit(f"error: {e}")
+    print(f"{metrics['num_samples']} samples: EPE mean {metrics['epe_mean_mm']:.2f} mm, "
+          f"median {metrics['epe_median_mm']:.2f} mm, AUC 0-50 {metrics['auc_0_50']:.3f}, "
+          f"AUC 20-50 {metrics['auc_20_50']:.3f}")
+    for name, path in paths.items():
+        print(f"{name}: {os.path.abspath(path)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

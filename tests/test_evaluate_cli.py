@@ -1,0 +1,93 @@
+"""evaluate.py --predictions end to end, and its errors for bad prediction files."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from evaluation import report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+K = 21
+
+
+def _evaluate(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(REPO, "evaluate.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+
+
+def _predictions(errors_mm):
+    """gt (M, 21, 3) and pred displaced from it along x by `errors_mm` (M, 21)."""
+    errors_mm = np.asarray(errors_mm, np.float64)
+    gt = np.random.default_rng(0).normal(scale=30.0, size=errors_mm.shape + (3,))
+    pred = gt.copy()
+    pred[..., 0] += errors_mm
+    return pred, gt
+
+
+def test_scores_a_predictions_file(tmp_path):
+    # Sample 0 is 10 mm off everywhere, sample 1 30 mm; keypoint 5 of sample 1 is not visible.
+    errors = np.tile([[10.0], [30.0]], (1, K))
+    visible = np.ones((2, K))
+    visible[1, 5] = 0
+    pred, gt = _predictions(errors)
+    npz = tmp_path / "method.npz"
+    np.savez(npz, pred=pred, gt=gt, visible=visible)
+    out = tmp_path / "eval"
+    result = _evaluate(f"--predictions={npz}", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 20 keypoints with errors {10, 30} (mean 20) and keypoint 5 with {10} alone.
+    assert metrics["epe_mean_mm"] == pytest.approx((20 * 20.0 + 10.0) / K)
+    assert metrics["epe_median_mm"] == pytest.approx((20 * 20.0 + 10.0) / K)
+    assert metrics["num_samples"] == 2
+    # At t_4 = 10.5 mm: 20 keypoints at 1/2, keypoint 5 at 1.
+    assert metrics["pck"][4] == pytest.approx((20 * 0.5 + 1.0) / K)
+    assert metrics["pck"][12] == 1.0 and metrics["pck"][3] == 0.0
+    assert len(metrics["pck_thresholds_mm"]) == 20
+    assert (out / "pck.png").stat().st_size > 0
+    assert str(out / "metrics.json") in result.stdout
+
+
+def test_missing_key_fails_with_its_name(tmp_path):
+    npz = tmp_path / "bad.npz"
+    pred, _ = _predictions(np.ones((3, K)))
+    np.savez(npz, pred=pred)
+    result = _evaluate(f"--predictions={npz}", f"--out={tmp_path / 'eval'}")
+    assert result.returncode != 0
+    assert "has no key 'gt'" in result.stderr and str(npz) in result.stderr
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_load_predictions_errors_name_the_problem(tmp_path):
+    pred, gt = _predictions(np.ones((4, K)))
+    cases = {
+        "shape.npz": (dict(pred=pred[:, :20], gt=gt), r"key 'pred' has shape \(4, 20, 3\)"),
+        "count.npz": (dict(pred=pred, gt=gt[:3]), r"'pred' has shape \(4, 21, 3\) but key 'gt'"),
+        "vis.npz": (dict(pred=pred, gt=gt, visible=np.ones((4, 20))),
+                    r"key 'visible' has shape \(4, 20\), expected \(4, 21\)"),
+    }
+    for name, (arrays, message) in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        with pytest.raises(ValueError, match=message):
+            report.load_predictions(str(tmp_path / name))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.load_predictions(str(tmp_path / "absent.npz"))
+    (tmp_path / "text.npz").write_text("not an npz")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        report.load_predictions(str(tmp_path / "text.npz"))
+    nan = pred.copy()
+    nan[2, 0, 0] = np.inf
+    np.savez(tmp_path / "nan.npz", pred=nan, gt=gt)
+    with pytest.raises(ValueError, match="nan.npz: pred has non-finite values"):
+        report.score_predictions(str(tmp_path / "nan.npz"), str(tmp_path / "eval"))
+
+
+def test_mode_flags_are_checked(tmp_path):
+    result = _evaluate(f"--out={tmp_path}")
+    assert result.returncode != 0 and "exactly one of --predictions" in result.stderr
+    result = _evaluate(f"--predictions={tmp_path / 'p.npz'}")
+    assert result.returncode != 0 and "--predictions needs --out" in result.stderr
