@@ -57,8 +57,8 @@ def evaluate_checkpoint(ckpt: str, *, data=None, data_dir=None, split: str = "te
                         interpolation_steps: int = 8):
     """Mode 2: restores `ckpt` (a model_dir or a checkpoint prefix) and evaluates it on a split.
 
-    The data set defaults to the run's (config.json 'data'); pre-processing settings (image size,
-    viewpoint correction, cloud points) always come from the run, since the model expects them.
+    The data set defaults to the run's (config.json 'data'); pre-processing settings always come
+    from the run (report.evaluation_settings).
 
     Returns:
       (metrics dict, {name: written path}).
@@ -68,19 +68,12 @@ def evaluate_checkpoint(ckpt: str, *, data=None, data_dir=None, split: str = "te
     from model import training
 
     model, run_config, checkpoint = training.restore_model(ckpt)
-    settings = run_config["data"]
-    if data is None or data == settings["data"]:
-        data, data_dir = settings["data"], data_dir or settings.get("data_dir")
-    if out_dir is None:
-        model_dir = ckpt if os.path.isdir(ckpt) else (os.path.dirname(ckpt) or ".")
-        out_dir = os.path.join(model_dir, f"eval_{split}")
-    dataset = dataset_lib.build_dataset(
-        data, split, data_dir=data_dir, image_size=settings["image_size"],
-        batch_size=batch_size, view_correction=settings["view_correction"],
-        num_points=settings.get("num_points", run_config["model"].get("num_points", 256)),
-        deterministic=True)
-    return report.evaluate_restored(model, run_config, checkpoint, dataset, data=data,
-                                    split=split, out_dir=out_dir, max_batches=max_batches,
+    data_args, out_dir = report.evaluation_settings(run_config, ckpt, data=data, data_dir=data_dir,
+                                                    split=split, out_dir=out_dir)
+    dataset = dataset_lib.build_dataset(**data_args, batch_size=batch_size, deterministic=True)
+    return report.evaluate_restored(model, run_config, checkpoint, dataset,
+                                    data=data_args["data"], split=split, out_dir=out_dir,
+                                    max_batches=max_batches,
                                     num_figure_samples=num_figure_samples,
                                     interpolation_steps=interpolation_steps)
 

@@ -132,6 +132,39 @@ def model_figures(model, dataset, out_dir: str, num_samples: int, steps: int) ->
     return paths
 
 
+def evaluation_settings(run_config: dict, ckpt: str, *, data=None, data_dir=None,
+                        split: str = "test", out_dir=None):
+    """Which data a restored run is evaluated on, and where the outputs go.
+
+    Args:
+      run_config: the run's config.json; its 'data' section has data, data_dir, image_size,
+        view_correction and (optionally) num_points.
+      ckpt: the model_dir or checkpoint prefix given to evaluate.py.
+      data: data set to evaluate on; None keeps the run's.
+      data_dir: its directory; None keeps the run's when the data set is the run's, else the
+        data set's default place (data_pipeline.dataset.default_data_dir).
+      split: 'train' or 'test'.
+      out_dir: output directory; None means <model_dir>/eval_<split>.
+
+    Returns:
+      (keyword arguments of data_pipeline.dataset.build_dataset except batch size and order,
+       output directory). Pre-processing (image size, viewpoint correction, cloud points) always
+      follows the run, since the model was trained on it.
+    """
+    settings = run_config["data"]
+    missing = [k for k in ("data", "image_size", "view_correction") if k not in settings]
+    if missing:
+        raise ValueError(f"--ckpt: config.json of {ckpt} has no data setting {missing}")
+    if data is None or data == settings["data"]:
+        data, data_dir = settings["data"], data_dir or settings.get("data_dir")
+    if out_dir is None:
+        model_dir = ckpt if os.path.isdir(ckpt) else (os.path.dirname(ckpt) or ".")
+        out_dir = os.path.join(model_dir, f"eval_{split}")
+    num_points = settings.get("num_points", run_config.get("model", {}).get("num_points", 256))
+    return dict(data=data, split=split, data_dir=data_dir, image_size=settings["image_size"],
+                view_correction=settings["view_correction"], num_points=num_points), out_dir
+
+
 def evaluate_restored(model, run_config: dict, checkpoint: str, dataset, *, data: str,
                       split: str, out_dir: str, max_batches=None, num_figure_samples: int = 4,
                       interpolation_steps: int = 8):

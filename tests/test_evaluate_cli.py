@@ -91,3 +91,25 @@ def test_mode_flags_are_checked(tmp_path):
     assert result.returncode != 0 and "exactly one of --predictions" in result.stderr
     result = _evaluate(f"--predictions={tmp_path / 'p.npz'}")
     assert result.returncode != 0 and "--predictions needs --out" in result.stderr
+
+
+def test_evaluation_settings_follow_the_run(tmp_path):
+    run = {"model": {"strategy": "poe", "num_points": 256},
+           "data": {"data": "synthetic", "data_dir": "/data/synth", "image_size": 64,
+                    "view_correction": False}}
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    args, out = report.evaluation_settings(run, str(model_dir))
+    assert args == dict(data="synthetic", split="test", data_dir="/data/synth", image_size=64,
+                        view_correction=False, num_points=256)
+    assert out == str(model_dir / "eval_test")
+    # A checkpoint prefix writes next to it; another data set drops the run's directory but keeps
+    # its pre-processing.
+    args, out = report.evaluation_settings(run, str(model_dir / "ckpt-8"), data="stb",
+                                           split="train")
+    assert (args["data"], args["data_dir"], args["image_size"]) == ("stb", None, 64)
+    assert out == str(model_dir / "eval_train")
+    args, out = report.evaluation_settings(run, str(model_dir), data_dir="/elsewhere", out_dir="o")
+    assert (args["data_dir"], out) == ("/elsewhere", "o")
+    with pytest.raises(ValueError, match=r"no data setting \['image_size'\]"):
+        report.evaluation_settings({"data": {"data": "rhd", "view_correction": True}}, "m")
