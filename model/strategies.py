@@ -1,0 +1,252 @@
+"""The four training strategies of the paper (SPEC 2): S1 cvae, S2 extended, S3 kl, S4 poe.
+
+`build_model(config)` returns an `AlignedLatentModel` whose `compute_losses(batch, beta,
+training)` gives every term of the strategy's equation by name, '<latent>/<term>':
+
+  latent 'rgb' = q(z|R), 'cloud' = q(z|C), 'joint' = q(z|R,C) (S3) or the product of experts (S4);
+  terms 'pose', 'heatmap', 'chamfer', 'emd' (Eqs. 7-10, unweighted), 'recon' (Eq. 11),
+  'kl_prior' (KL to N(0, I), unweighted); 'align/kl' = KL(q(z|R,C) || q(z|R)) of S3;
+  'total' = the minimised objective with lambda, beta and beta' applied.
+
+  cvae, extended (Eq. 1, Alg. 1): total = rgb/recon + beta rgb/kl_prior
+  kl (Eq. 3):   total = joint/recon + beta joint/kl_prior + rgb/recon + beta rgb/kl_prior
+                        + beta' align/kl
+  poe (Eq. 4):  total = rgb/recon + cloud/recon + joint/recon
+                        + beta (rgb/kl_prior + cloud/kl_prior)
+
+Every term is a mean over the local batch. Latents are sampled with the reparameterisation trick
+when training (their means otherwise), and all latents of a step are decoded in one call,
+concatenated along the batch axis, since the decoders are shared; a consequence is that the
+decoders' batch norm sees statistics pooled over the latents of the step. Inference uses the RGB
+encoder only: z = mean of q(z|R).
+"""
+from typing import Dict, Tuple
+
+import tensorflow as tf
+
+from model import decoders as decoders_lib
+from model import encoders as encoders_lib
+from model import latent, losses
+from model.config import STRATEGIES, ModelConfig
+
+__all__ = ["STRATEGIES", "AlignedLatentModel", "build_model"]
+
+# Decoder name (ModelConfig) -> key of its output and of its target in a batch.
+OUTPUT_KEYS = {"pose": "pose", "heatmap": "heatmaps", "cloud": "cloud"}
+
+
+class AlignedLatentModel(tf.keras.Model):
+    """Encoders, shared decoders and the objective of one strategy.
+
+    Variables are created by the constructor (a dummy inference pass, see `build_from_config`),
+    so that a tf.train.Checkpoint can be restored, or an optimizer built, right after
+    `build_model`.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(name=kwargs.pop("name", config.strategy), **kwargs)
+        self.config = config
+        self.rgb_encoder = encoders_lib.RGBEncoder(config.latent_dim, config.resnet_widths,
+                                                   name="rgb_encoder")
+        self.sampling = latent.Sampling(name="sampling")
+        self.pose_decoder = decoders_lib.PoseDecoder(config.num_keypoints, config.pose_hidden,
+                                                     name="pose_decoder")
+        self.heatmap_decoder = None
+        self.cloud_decoder = None
+        if "heatmap" in config.decoder_names:
+            self.heatmap_decoder = decoders_lib.HeatmapDecoder(
+                config.image_size, config.num_keypoints, config.heatmap_channels,
+                name="heatmap_decoder")
+        if "cloud" in config.decoder_names:
+            self.cloud_decoder = decoders_lib.FoldingDecoder(config.num_points,
+                                                             config.fold_hidden,
+                                                             name="cloud_decoder")
+
+    # Structure.
+    @property
+    def encoder_names(self) -> Tuple[str, ...]:
+        """Posteriors the model has: 'rgb', plus 'cloud' (S4) or 'joint' (S3)."""
+        return ("rgb",)
+
+    @property
+    def decoder_names(self) -> Tuple[str, ...]:
+        """Decoders the model has: 'pose', plus 'heatmap' and/or 'cloud'."""
+        return self.config.decoder_names
+
+    @property
+    def latent_names(self) -> Tuple[str, ...]:
+        """Latents decoded during training, in the order of the loss terms."""
+        return ("rgb",)
+
+    # Inference.
+    def encode_rgb(self, image: tf.Tensor, training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+        """q(z|R): image (B, S, S, 3) in [0, 1] -> mu, logvar (B, D)."""
+        return self.rgb_encoder(image, training=training)
+
+    def decode(self, z: tf.Tensor, training: bool = False) -> Dict[str, tf.Tensor]:
+        """Every decoder on z (B, D): 'pose' (B, K, 3), and where present 'heatmaps'
+        (B, S/4, S/4, K) and 'cloud' (B, N, 3)."""
+        out = {"pose": self.pose_decoder(z)}
+        if self.heatmap_decoder is not None:
+            out["heatmaps"] = self.heatmap_decoder(z, training=training)
+        if self.cloud_decoder is not None:
+            out["cloud"] = self.cloud_decoder(z)
+        return out
+
+    def predict_pose(self, image: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """The paper's inference: pose decoder on the mean of q(z|R). -> (B, K, 3) normalised."""
+        mu, _ = self.encode_rgb(image, training=training)
+        return self.pose_decoder(mu)
+
+    def call(self, image, training=None):
+        """Same as `predict_pose`."""
+        return self.predict_pose(image, training=bool(training))
+
+    def build_from_config(self, batch_size: int = 1) -> "AlignedLatentModel":
+        """Creates every variable with a dummy inference pass (zeros); returns self.
+
+        Idempotent. Needed only if variables must exist before any call (the constructor via
+        `build_model` already does it); it does not touch batch-norm statistics.
+        """
+        cfg = self.config
+        image = tf.zeros([batch_size, cfg.image_size, cfg.image_size, 3])
+        cloud = tf.zeros([batch_size, cfg.num_points, 3])
+        self._encode(image, cloud, training=False)
+        self.decode(tf.zeros([batch_size, cfg.latent_dim]), training=False)
+        self.built = True
+        return self
+
+    # Training.
+    def _encode(self, image, cloud, training) -> Dict[str, Tuple[tf.Tensor, tf.Tensor]]:
+        """Posteriors of the strategy, name -> (mu, logvar), in `latent_names` order."""
+        return {"rgb": self.encode_rgb(image, training=training)}
+
+    def _decode_latents(self, posteriors, batch, training) -> Dict[str, tf.Tensor]:
+        """Samples each posterior, decodes all in one call and returns '<latent>/<term>' terms."""
+        names = list(posteriors)
+        z = tf.concat([self.sampling(posteriors[n], training=training) for n in names], axis=0)
+        predictions = self.decode(z, training=training)
+        targets = {k: tf.concat([batch[k]] * len(names), axis=0)
+                   for k in predictions if k in batch}
+        errors = losses.per_sample_errors(predictions, targets)
+        split = {k: tf.split(v, len(names), axis=0) for k, v in errors.items()}
+        labelled = batch.get("labelled")
+        terms = {}
+        for i, name in enumerate(names):
+            recon = losses.reconstruction_terms({k: v[i] for k, v in split.items()},
+                                                self.config.lambda_heat,
+                                                self.config.lambda_cloud, labelled)
+            terms.update({f"{name}/{k}": v for k, v in recon.items()})
+        return terms
+
+    def compute_losses(self, batch: Dict[str, tf.Tensor], beta, training: bool
+                       ) -> Dict[str, tf.Tensor]:
+        """The strategy's terms and 'total' for one (local) batch.
+
+        Args:
+          batch: dict with 'image' (B, S, S, 3), 'pose' (B, K, 3), and as the strategy needs
+            'cloud' (B, N, 3), 'heatmaps' (B, S/4, S/4, K); optional 'labelled' (B,) 0/1.
+          beta: weight of the KL terms to the prior (scalar, annealed by the caller).
+          training: sample latents and update batch norm.
+
+        Returns:
+          dict of scalar tensors (see the module docstring).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define its objective")
+
+    def _kl_prior(self, posterior) -> tf.Tensor:
+        return tf.reduce_mean(latent.kl_to_prior(*posterior))
+
+
+class ConditionalVAE(AlignedLatentModel):
+    """S1 (Eq. 1, pose decoder only) and S2 (Alg. 1, extra heatmap / cloud decoders)."""
+
+    def compute_losses(self, batch, beta, training):
+        posteriors = self._encode(batch["image"], batch.get("cloud"), training)
+        terms = self._decode_latents(posteriors, batch, training)
+        terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
+        terms["total"] = terms["rgb/recon"] + beta * terms["rgb/kl_prior"]
+        return terms
+
+
+class KLAlignedModel(AlignedLatentModel):
+    """S3 (Eq. 3, Alg. 2): ELBO of q(z|R,C) + ELBO of q(z|R) + beta' KL(q(z|R,C) || q(z|R)).
+
+    The KL is minimised with respect to both posteriors (the paper stops no gradient).
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.joint_encoder = encoders_lib.JointEncoder(config.latent_dim, config.cloud_widths,
+                                                       name="joint_encoder")
+
+    @property
+    def encoder_names(self):
+        return ("rgb", "joint")
+
+    @property
+    def latent_names(self):
+        return ("joint", "rgb")
+
+    def _encode(self, image, cloud, training):
+        features = self.rgb_encoder.backbone(image, training=training)
+        return {"joint": self.joint_encoder(features, cloud, training=training),
+                "rgb": self.rgb_encoder.heads(features)}
+
+    def compute_losses(self, batch, beta, training):
+        posteriors = self._encode(batch["image"], batch["cloud"], training)
+        terms = self._decode_latents(posteriors, batch, training)
+        terms["joint/kl_prior"] = self._kl_prior(posteriors["joint"])
+        terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
+        terms["align/kl"] = tf.reduce_mean(
+            latent.kl_divergence(*posteriors["joint"], *posteriors["rgb"]))
+        terms["total"] = (terms["joint/recon"] + beta * terms["joint/kl_prior"]
+                          + terms["rgb/recon"] + beta * terms["rgb/kl_prior"]
+                          + self.config.beta_prime * terms["align/kl"])
+        return terms
+
+
+class ProductOfExpertsModel(AlignedLatentModel):
+    """S4 (Eq. 4, Alg. 3): reconstructions from z_R, z_C and z_joint ~ PoE(p(z), q(z|R), q(z|C)),
+    plus beta times the KL to the prior of q(z|R) and q(z|C) (none for the product)."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.cloud_encoder = encoders_lib.PointCloudEncoder(config.latent_dim,
+                                                            config.cloud_widths,
+                                                            name="cloud_encoder")
+
+    @property
+    def encoder_names(self):
+        return ("rgb", "cloud")
+
+    @property
+    def latent_names(self):
+        return ("rgb", "cloud", "joint")
+
+    def _encode(self, image, cloud, training):
+        rgb = self.encode_rgb(image, training=training)
+        cloud = self.cloud_encoder(cloud, training=training)
+        joint = latent.product_of_experts([rgb[0], cloud[0]], [rgb[1], cloud[1]],
+                                          include_prior=True)
+        return {"rgb": rgb, "cloud": cloud, "joint": joint}
+
+    def compute_losses(self, batch, beta, training):
+        posteriors = self._encode(batch["image"], batch["cloud"], training)
+        terms = self._decode_latents(posteriors, batch, training)
+        terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
+        terms["cloud/kl_prior"] = self._kl_prior(posteriors["cloud"])
+        terms["total"] = (terms["rgb/recon"] + terms["cloud/recon"] + terms["joint/recon"]
+                          + beta * (terms["rgb/kl_prior"] + terms["cloud/kl_prior"]))
+        return terms
+
+
+_MODELS = {"cvae": ConditionalVAE, "extended": ConditionalVAE, "kl": KLAlignedModel,
+           "poe": ProductOfExpertsModel}
+
+
+def build_model(config: ModelConfig) -> AlignedLatentModel:
+    """The model of `config.strategy`, with all variables created."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"build_model expects a ModelConfig, got {type(config).__name__}")
+    return _MODELS[config.strategy](config).build_from_config()
