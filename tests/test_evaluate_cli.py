@@ -113,3 +113,51 @@ def test_evaluation_settings_follow_the_run(tmp_path):
     assert (args["data_dir"], out) == ("/elsewhere", "o")
     with pytest.raises(ValueError, match=r"no data setting \['image_size'\]"):
         report.evaluation_settings({"data": {"data": "rhd", "view_correction": True}}, "m")
+
+
+@pytest.mark.slow
+def test_restored_model_is_evaluated_from_rgb_alone(tmp_path):
+    """Mode 2 with the real model: a tiny S4 model saved as train.py does, restored, evaluated."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from model import config as model_config  # pylint: disable=import-outside-toplevel
+    from model import strategies, training  # pylint: disable=import-outside-toplevel
+
+    cfg = model_config.ModelConfig(
+        strategy="poe", image_size=32, latent_dim=8, num_points=16, resnet_widths=(4, 4, 4, 4),
+        cloud_widths=(4, 4), pose_hidden=8, heatmap_channels=8, fold_hidden=8)
+    tf.keras.utils.set_random_seed(1)
+    model = strategies.build_model(cfg)
+    # Weights unlike any fresh initialisation, so only a real restore reproduces them.
+    for v in model.trainable_variables:
+        v.assign_add(tf.random.normal(v.shape, stddev=0.1))
+    model_dir = tmp_path / "run"
+    checkpoint = tf.train.Checkpoint(model=model).save(str(model_dir / "ckpt"))
+    (model_dir / "config.json").write_text(json.dumps(
+        {"model": cfg.to_dict(), "train": {},
+         "data": {"data": "synthetic", "image_size": 32, "view_correction": True}}))
+
+    restored, run_config, path = training.restore_model(str(model_dir))
+    assert path == checkpoint
+    rng = np.random.default_rng(0)
+    data = {"image": rng.uniform(size=(5, 32, 32, 3)).astype(np.float32),
+            "pose": rng.normal(size=(5, K, 3)).astype(np.float32),
+            "cloud": rng.normal(size=(5, 16, 3)).astype(np.float32),
+            "scale": np.full(5, 0.01, np.float32),
+            "visible": np.ones((5, K), np.float32),
+            "index": np.arange(5, dtype=np.int64)}
+    ds = tf.data.Dataset.from_tensor_slices(data).batch(2)
+    data_args, out_dir = report.evaluation_settings(run_config, str(model_dir))
+    metrics, paths = report.evaluate_restored(
+        restored, run_config, path, ds, data=data_args["data"], split="test", out_dir=out_dir,
+        num_figure_samples=2, interpolation_steps=3)
+    assert out_dir == str(model_dir / "eval_test")
+    assert set(paths) == {"metrics", "predictions", "pck", "fig3", "fig4"}
+    assert all(os.path.getsize(p) > 0 for p in paths.values())
+    assert (metrics["strategy"], metrics["num_samples"], metrics["checkpoint"]) == (
+        "poe", 5, checkpoint)
+    # The saved predictions are the trained weights' RGB-only poses (z = mean), in mm.
+    with np.load(paths["predictions"]) as saved:
+        expected = model.predict_pose(tf.constant(data["image"]), training=False).numpy() * 10.0
+        np.testing.assert_allclose(saved["pred"], expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(saved["gt"], data["pose"] * 10.0, rtol=1e-6)
