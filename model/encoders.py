@@ -21,9 +21,12 @@ class GaussianHeads(tf.keras.layers.Layer):
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
-        init = tf.keras.initializers.VarianceScaling(scale=0.01, mode="fan_in")
-        self.mean = tf.keras.layers.Dense(latent_dim, kernel_initializer=init, name="mean")
-        self.scale = tf.keras.layers.Dense(latent_dim, kernel_initializer=init, name="scale")
+        # One initializer instance per layer: a shared unseeded instance gives both the same
+        # values.
+        def init():
+            return tf.keras.initializers.VarianceScaling(scale=0.01, mode="fan_in")
+        self.mean = tf.keras.layers.Dense(latent_dim, kernel_initializer=init(), name="mean")
+        self.scale = tf.keras.layers.Dense(latent_dim, kernel_initializer=init(), name="scale")
 
     def call(self, features):
         return latent.gaussian_parameters(self.mean(features), self.scale(features))
