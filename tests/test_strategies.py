@@ -1,0 +1,223 @@
+"""The four strategies of model/strategies.py (SPEC 2) and ModelConfig."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import latent, losses, strategies
+from model.config import ModelConfig
+
+B, S, N = 2, 32, 16
+# Narrow networks keep these tests fast; the structure is the paper's.
+SMALL = dict(image_size=S, latent_dim=8, num_points=N, resnet_widths=(8, 8, 16, 16),
+             cloud_widths=(8, 16), pose_hidden=16, heatmap_channels=16, fold_hidden=16)
+
+CASES = {
+    "cvae": ModelConfig(strategy="cvae", **SMALL),
+    "extended_heatmap": ModelConfig(strategy="extended", decoders=("heatmap",), **SMALL),
+    "extended_cloud": ModelConfig(strategy="extended", decoders=("cloud",), **SMALL),
+    "extended_both": ModelConfig(strategy="extended", decoders=("cloud", "heatmap"), **SMALL),
+    "kl": ModelConfig(strategy="kl", **SMALL),
+    "poe": ModelConfig(strategy="poe", **SMALL),
+}
+FULL = ["pose", "heatmap", "chamfer", "emd", "recon"]
+EXPECTED_TERMS = {
+    "cvae": ["rgb/pose", "rgb/recon", "rgb/kl_prior"],
+    "extended_heatmap": ["rgb/pose", "rgb/heatmap", "rgb/recon", "rgb/kl_prior"],
+    "extended_cloud": ["rgb/pose", "rgb/chamfer", "rgb/emd", "rgb/recon", "rgb/kl_prior"],
+    "extended_both": [f"rgb/{t}" for t in FULL] + ["rgb/kl_prior"],
+    "kl": ([f"{z}/{t}" for z in ("joint", "rgb") for t in FULL]
+           + ["joint/kl_prior", "rgb/kl_prior", "align/kl"]),
+    "poe": ([f"{z}/{t}" for z in ("rgb", "cloud", "joint") for t in FULL]
+            + ["rgb/kl_prior", "cloud/kl_prior"]),
+}
+
+
+def _batch(seed=0, labelled=(1.0, 1.0)):
+    rng = np.random.default_rng(seed)
+    f = lambda *shape: tf.constant(rng.normal(size=shape).astype(np.float32))  # noqa: E731
+    return {"image": tf.constant(rng.uniform(size=(B, S, S, 3)).astype(np.float32)),
+            "pose": f(B, 21, 3), "cloud": f(B, N, 3),
+            "heatmaps": tf.constant(rng.uniform(size=(B, S // 4, S // 4, 21)).astype(np.float32)),
+            "labelled": tf.constant(labelled, tf.float32)}
+
+
+def _needs_op(config):
+    if "cloud" in config.decoder_names:
+        try:
+            from tf_ops import emd  # noqa: F401
+        except ImportError as e:
+            pytest.skip(f"custom op not built ({e}); run `make ops`")
+
+
+@pytest.fixture(scope="module")
+def models():
+    tf.keras.utils.set_random_seed(0)
+    return {name: strategies.build_model(cfg) for name, cfg in CASES.items()}
+
+
+def _total(name, t, beta, beta_prime=1.0):
+    if name == "kl":
+        return (t["joint/recon"] + beta * t["joint/kl_prior"] + t["rgb/recon"]
+                + beta * t["rgb/kl_prior"] + beta_prime * t["align/kl"])
+    if name == "poe":
+        return (t["rgb/recon"] + t["cloud/recon"] + t["joint/recon"]
+                + beta * (t["rgb/kl_prior"] + t["cloud/kl_prior"]))
+    return t["rgb/recon"] + beta * t["rgb/kl_prior"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_strategy_has_exactly_the_terms_of_its_equation(models, name):
+    _needs_op(CASES[name])
+    terms = models[name].compute_losses(_batch(), beta=0.1, training=False)
+    assert sorted(terms) == sorted(EXPECTED_TERMS[name] + ["total"])
+    assert all(t.shape == () for t in terms.values())
+    values = {k: float(v) for k, v in terms.items()}
+    assert values["total"] == pytest.approx(_total(name, values, 0.1), rel=1e-5)
+    for latent_name in models[name].latent_names:
+        t = {k.split("/")[1]: v for k, v in values.items() if k.startswith(latent_name + "/")}
+        cfg = CASES[name]
+        expected = (t["pose"] + cfg.lambda_heat * t.get("heatmap", 0.0)
+                    + cfg.lambda_cloud * (t.get("chamfer", 0.0) + t.get("emd", 0.0)))
+        assert t["recon"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gradients_reach_every_trainable_variable(models, name):
+    _needs_op(CASES[name])
+    model = models[name]
+    with tf.GradientTape() as tape:
+        total = model.compute_losses(_batch(1), beta=1e-3, training=True)["total"]
+    grads = tape.gradient(total, model.trainable_variables)
+    missing = [v.name for v, g in zip(model.trainable_variables, grads) if g is None]
+    assert not missing
+    zero = [v.name for v, g in zip(model.trainable_variables, grads)
+            if not np.any(g.numpy()) or not np.isfinite(g.numpy()).all()]
+    assert not zero
+
+
+def test_sub_networks_per_strategy(models):
+    expected = {  # encoders, decoders
+        "cvae": (("rgb",), ("pose",)),
+        "extended_heatmap": (("rgb",), ("pose", "heatmap")),
+        "extended_cloud": (("rgb",), ("pose", "cloud")),
+        "extended_both": (("rgb",), ("pose", "heatmap", "cloud")),
+        "kl": (("rgb", "joint"), ("pose", "heatmap", "cloud")),
+        "poe": (("rgb", "cloud"), ("pose", "heatmap", "cloud")),
+    }
+    for name, (enc, dec) in expected.items():
+        model = models[name]
+        assert (model.encoder_names, model.decoder_names) == (enc, dec), name
+        assert (model.heatmap_decoder is not None) == ("heatmap" in dec)
+        assert (model.cloud_decoder is not None) == ("cloud" in dec)
+    # Parameter counts: the strategies differ exactly by their extra sub-networks.
+    count = {name: m.count_params() for name, m in models.items()}
+    heat = models["extended_heatmap"].heatmap_decoder.count_params()
+    cloud_dec = models["extended_cloud"].cloud_decoder.count_params()
+    assert count["extended_both"] == count["cvae"] + heat + cloud_dec
+    assert count["poe"] == count["extended_both"] + models["poe"].cloud_encoder.count_params()
+    assert count["kl"] == count["extended_both"] + models["kl"].joint_encoder.count_params()
+    # The joint encoder's heads see RGB and cloud features, the cloud encoder's the cloud only.
+    assert models["kl"].joint_encoder.heads.mean.kernel.shape == (16 + 16, 8)
+    assert models["poe"].cloud_encoder.heads.mean.kernel.shape == (16, 8)
+
+
+def test_batched_decoding_matches_per_latent_inference(models):
+    model = models["poe"]
+    batch = _batch(2)
+    terms = model.compute_losses(batch, beta=0.0, training=False)
+    mu_r, _ = model.encode_rgb(batch["image"])
+    mu_c, lv_c = model.cloud_encoder(batch["cloud"], training=False)
+    _, lv_r = model.encode_rgb(batch["image"])
+    mu_j, _ = latent.product_of_experts([mu_r, mu_c], [lv_r, lv_c])
+    pose_r = model.predict_pose(batch["image"])
+    np.testing.assert_allclose(pose_r.numpy(), model.decode(mu_r)["pose"].numpy(), rtol=1e-5)
+    for name, mu in (("rgb", mu_r), ("cloud", mu_c), ("joint", mu_j)):
+        out = model.decode(mu)
+        assert set(out) == {"pose", "heatmaps", "cloud"}
+        assert out["heatmaps"].shape == (B, S // 4, S // 4, 21) and out["cloud"].shape == (B, N, 3)
+        pose = float(tf.reduce_mean(losses.pose_error(out["pose"], batch["pose"])))
+        heat = float(tf.reduce_mean(losses.heatmap_error(out["heatmaps"], batch["heatmaps"])))
+        assert float(terms[f"{name}/pose"]) == pytest.approx(pose, rel=1e-4)
+        assert float(terms[f"{name}/heatmap"]) == pytest.approx(heat, rel=1e-4)
+    kl = float(tf.reduce_mean(latent.kl_to_prior(mu_c, lv_c)))
+    assert float(terms["cloud/kl_prior"]) == pytest.approx(kl, rel=1e-4)
+
+
+def test_kl_alignment_term_is_kl_of_joint_to_rgb_posterior(models):
+    model = models["kl"]
+    batch = _batch(3)
+    terms = model.compute_losses(batch, beta=0.0, training=False)
+    features = model.rgb_encoder.backbone(batch["image"], training=False)
+    joint = model.joint_encoder(features, batch["cloud"], training=False)
+    rgb = model.encode_rgb(batch["image"])
+    expected = float(tf.reduce_mean(latent.kl_divergence(*joint, *rgb)))
+    assert float(terms["align/kl"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_weak_supervision_masks_the_pose_of_unlabelled_samples(models):
+    model = models["cvae"]
+    batch = _batch(4, labelled=(1.0, 0.0))
+    changed = dict(batch, pose=tf.concat([batch["pose"][:1], batch["pose"][1:] + 100.0], 0))
+    a = model.compute_losses(batch, beta=0.0, training=False)
+    b = model.compute_losses(changed, beta=0.0, training=False)
+    assert float(a["rgb/pose"]) == pytest.approx(float(b["rgb/pose"]))
+    pred = model.predict_pose(batch["image"])
+    only_first = float(losses.pose_error(pred[:1], batch["pose"][:1])[0])
+    assert float(a["rgb/pose"]) == pytest.approx(only_first, rel=1e-5)
+    # No labelled sample: no pose term and no gradient into the pose decoder from it.
+    none = dict(batch, labelled=tf.zeros([B]))
+    with tf.GradientTape() as tape:
+        t = model.compute_losses(none, beta=0.0, training=False)
+    assert float(t["rgb/pose"]) == 0.0
+    grads = tape.gradient(t["total"], model.pose_decoder.trainable_variables)
+    assert all(g is None or not np.any(g.numpy()) for g in grads)
+
+
+def test_sampling_only_when_training(models):
+    model = models["cvae"]
+    batch = _batch(5)
+    a = model.compute_losses(batch, beta=0.0, training=False)["rgb/pose"]
+    b = model.compute_losses(batch, beta=0.0, training=False)["rgb/pose"]
+    assert float(a) == float(b)
+
+
+def test_checkpoint_restores_into_a_model_built_from_the_config(models, tmp_path):
+    model = models["poe"]
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    tf.keras.utils.set_random_seed(1)
+    fresh = strategies.build_model(CASES["poe"])
+    tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
+    image = _batch(6)["image"]
+    np.testing.assert_allclose(fresh.predict_pose(image).numpy(),
+                               model.predict_pose(image).numpy(), rtol=1e-6)
+    assert fresh.build_from_config() is fresh                # idempotent
+    assert len(fresh.variables) == len(model.variables)
+
+
+def test_model_config_round_trip_and_validation():
+    cfg = ModelConfig(strategy="extended", decoders=["cloud", "pose", "heatmap"], image_size=64)
+    assert cfg.decoders == ("heatmap", "cloud") and cfg.heatmap_size == 16
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    default = ModelConfig()
+    assert (default.latent_dim, default.num_points, default.lambda_heat, default.lambda_cloud,
+            default.beta_prime, default.image_size) == (64, 256, 0.01, 1.0, 1.0, 256)
+    assert strategies.STRATEGIES == ("cvae", "extended", "kl", "poe")
+    with pytest.raises(ValueError, match="strategy"):
+        ModelConfig(strategy="vae")
+    with pytest.raises(ValueError, match="decoders.*only for strategy 'extended'"):
+        ModelConfig(strategy="poe", decoders=("cloud",))
+    with pytest.raises(ValueError, match="unknown decoder"):
+        ModelConfig(strategy="extended", decoders=("depth",))
+    with pytest.raises(ValueError, match="image_size=48"):
+        ModelConfig(strategy="poe", image_size=48)
+    ModelConfig(strategy="cvae", image_size=48)                # no heatmap decoder: any size
+    with pytest.raises(ValueError, match="num_points=200"):
+        ModelConfig(strategy="kl", num_points=200)
+    with pytest.raises(ValueError, match="latent_dim"):
+        ModelConfig(latent_dim=0)
+    with pytest.raises(ValueError, match="unknown field.*'z_dim'"):
+        ModelConfig.from_dict({"z_dim": 64})
+    with pytest.raises(TypeError, match="ModelConfig"):
+        strategies.build_model({"strategy": "poe"})
