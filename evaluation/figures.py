@@ -40,7 +40,7 @@ def save_figure(fig, path: str) -> str:
 def _check(name: str, value, shape: Sequence[Optional[int]]) -> np.ndarray:
     """`value` as a float array of `shape` (None: any size), else ValueError naming `name`."""
     array = np.asarray(value, dtype=np.float64)
-    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+    if array.ndim != len(shape) or any(s not in (None, a) for s, a in zip(shape, array.shape)):
         expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
     return array

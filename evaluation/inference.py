@@ -17,7 +17,8 @@ MM_PER_METRE = 1000.0
 
 def to_mm(pose, scale):
     """Normalised poses (B, 21, 3) times the scale (B,) in metres -> (B, 21, 3) mm (numpy)."""
-    return np.asarray(pose, np.float64) * np.asarray(scale, np.float64)[:, None, None] * MM_PER_METRE
+    scale = np.asarray(scale, np.float64)[:, None, None]
+    return np.asarray(pose, np.float64) * scale * MM_PER_METRE
 
 
 def _pose_fn(model):

@@ -1,4 +1,6 @@
-"""The 3D hand pose evaluation protocol (SPEC 6), as Zimmermann & Brox's hand3d EvalUtil computes it.
+"""The 3D hand pose evaluation protocol (SPEC 6), computed as hand3d's EvalUtil does it.
+
+(hand3d: Zimmermann & Brox's code, whose protocol published RHD and STB numbers follow.)
 
 All quantities are in millimetres. For M samples of K = 21 keypoints:
 

@@ -1,4 +1,4 @@
-"""The SPEC 6 protocol on hand-computed cases, streaming, inference over a dataset, figures, outputs."""
+"""The SPEC 6 protocol on hand-computed cases; streaming; inference over a dataset; figures."""
 import json
 import os
 
