@@ -312,7 +312,6 @@ def restore_model(ckpt_or_dir: str):
     """
     run_config, ckpt = load_run_config(ckpt_or_dir)
     cfg = model_config.ModelConfig.from_dict(run_config["model"])
-    model = strategies.build_model(cfg)
-    model.build_from_config()
+    model = strategies.build_model(cfg)  # variables exist, so restoring is immediate
     tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
     return model, run_config, ckpt
