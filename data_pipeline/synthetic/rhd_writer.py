@@ -6,6 +6,7 @@ Layout under the root: {training,evaluation}/{color,depth,mask}/%05d.png (320 x 
 One hand is rendered per image; the other hand's entries are a hand placed outside the view
 with visibility 0 and no mask pixels, so a reader's dominant-hand rule picks the rendered one.
 """
+import dataclasses
 import os
 import pickle
 
@@ -22,6 +23,7 @@ PRINCIPAL_POINT = 160.0
 FOCAL_RANGE = (250.0, 350.0)  # pixels; varies per image as in RHD
 MAX_DEPTH = 5.0  # metres encoded by (R * 256 + G) / 65535
 SPLITS = {"train": "training", "test": "evaluation"}
+ANNOTATION_KEYS = ("xyz", "uv_vis", "K")
 # Where the unrendered hand is put: far to the side, so it projects outside the image.
 _OTHER_HAND_OFFSET = np.array([3.0, 0.0, 0.0])
 
@@ -36,16 +38,27 @@ def encode_depth(depth):
     return bgr
 
 
-def render_sample(rng):
-    """Renders one RHD-style sample.
+@dataclasses.dataclass(frozen=True)
+class RenderedSample:
+    """One RHD-style sample before encoding.
 
-    Returns:
+    Attributes:
       color: (320, 320, 3) uint8 RGB.
       depth: (320, 320) float64 metres.
       mask: (320, 320) uint8 RHD part labels.
       annotation: {'xyz': (42, 3) float32, 'uv_vis': (42, 3) float32, 'K': (3, 3) float32}.
-      hand: 'left' or 'right'.
+      posed: the rendered scene.PosedHand (camera frame).
     """
+
+    color: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    annotation: dict
+    posed: scene.PosedHand
+
+
+def render_sample(rng):
+    """Renders one RHD-style sample (a RenderedSample) from its random generator."""
     focal = rng.uniform(*FOCAL_RANGE)
     K = np.array([[focal, 0.0, PRINCIPAL_POINT], [0.0, focal, PRINCIPAL_POINT], [0.0, 0.0, 1.0]])
     hand = "left" if rng.random() < 0.5 else "right"
@@ -67,12 +80,11 @@ def render_sample(rng):
                          else [np.zeros(21, bool), visible])
     uv = xyz @ K.T
     uv = uv[:, :2] / uv[:, 2:3]
-    annotation = {
-        "xyz": xyz.astype(np.float32),
-        "uv_vis": np.concatenate([uv, vis[:, None]], axis=1).astype(np.float32),
-        "K": K.astype(np.float32),
-    }
-    return color, depth, mask, annotation, hand
+    annotation = dict(zip(ANNOTATION_KEYS, (
+        xyz.astype(np.float32),
+        np.concatenate([uv, vis[:, None]], axis=1).astype(np.float32),
+        K.astype(np.float32))))
+    return RenderedSample(color, depth, mask, annotation, posed)
 
 
 def write_sample(root, split, index, rng):
@@ -81,15 +93,15 @@ def write_sample(root, split, index, rng):
     Returns:
       Its annotation dict (see render_sample).
     """
-    color, depth, mask, annotation, _ = render_sample(rng)
+    sample = render_sample(rng)
     split_dir = os.path.join(root, SPLITS[split])
     name = "%05d.png" % index
-    for sub, image in (("color", cv2.cvtColor(color, cv2.COLOR_RGB2BGR)),
-                       ("depth", encode_depth(depth)), ("mask", mask)):
+    for sub, image in (("color", cv2.cvtColor(sample.color, cv2.COLOR_RGB2BGR)),
+                       ("depth", encode_depth(sample.depth)), ("mask", sample.mask)):
         path = os.path.join(split_dir, sub, name)
         if not cv2.imwrite(path, image):
             raise OSError(f"could not write {path}")
-    return annotation
+    return sample.annotation
 
 
 def make_dirs(root):
@@ -103,5 +115,11 @@ def write_annotations(root, split, annotations):
     """Writes anno_<split>.pickle from a list of per-index annotation dicts."""
     split_dir = SPLITS[split]
     path = os.path.join(root, split_dir, f"anno_{split_dir}.pickle")
+    content = {index: {key: anno[key] for key in ANNOTATION_KEYS}
+               for index, anno in enumerate(annotations)}
     with open(path, "wb") as f:
-        pickle.dump(dict(enumerate(annotations)), f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler = pickle.Pickler(f, protocol=pickle.HIGHEST_PROTOCOL)
+        # No memo: with it the bytes would depend on object identity (shared dtype and key
+        # objects), i.e. on which process produced each annotation.
+        pickler.fast = True
+        pickler.dump(content)

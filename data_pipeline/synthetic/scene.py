@@ -21,6 +21,7 @@ BONE_RADII = np.array([
     [0.0092, 0.0083, 0.0074],
     [0.0082, 0.0074, 0.0067],
 ])
+TIP_INSET = 0.6  # depth of the fingertip keypoint under the surface, in tip radii
 PALM_HALF_THICKNESS = 0.0125
 FOREARM_RADIUS = 0.021
 FOREARM_LENGTH = 0.33
@@ -77,9 +78,11 @@ def _local_body(pose, keypoints, wrist_flexion, wrist_deviation):
         for j in range(3):
             a, b = chain[j], chain[j + 1]
             r = BONE_RADII[f, j] * s
-            if j == 2:  # the fingertip keypoint is on the surface: end the axis a radius before
+            if j == 2:
+                # The fingertip keypoint sits just inside the tip's surface (by TIP_INSET r), so
+                # the ray through its pixel meets the fingertip rather than grazing past it.
                 direction = (b - a) / np.linalg.norm(b - a)
-                b = b - r * direction
+                b = b - (1.0 - TIP_INSET) * r * direction
             starts.append(a)
             ends.append(b)
             radii.append(r)

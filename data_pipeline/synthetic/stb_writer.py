@@ -83,6 +83,7 @@ def render_sample(rng, counting):
       color: (480, 640, 3) uint8 RGB from the colour camera.
       depth: (480, 640) float64 metres from the depth camera.
       keypoints_depth: (21, 3) metres, depth camera frame, canonical order.
+      posed: the scene.PosedHand in the colour camera frame.
     """
     R, T = color_to_depth()
     pose = hand_model.sample_hand_pose(rng, counting=counting)
@@ -97,13 +98,13 @@ def render_sample(rng, counting):
     wall_normal, wall_offset = scene.sample_wall(rng, scene.hand_extent_depth(solids_depth), 1.5)
     depth = np.minimum(depth_hand,
                        renderer.plane_depth(K_DEPTH, HEIGHT, WIDTH, wall_normal, wall_offset))
-    return color, depth, posed.keypoints @ R.T + T
+    return color, depth, posed.keypoints @ R.T + T, posed
 
 
 def write_sample(root, sequence, frame, rng):
     """Renders one frame, writes its two PNGs, and returns its (21, 3) keypoints in STB order,
     millimetres, depth camera frame."""
-    color, depth, keypoints = render_sample(rng, counting=sequence.endswith("Counting"))
+    color, depth, keypoints, _ = render_sample(rng, counting=sequence.endswith("Counting"))
     for name, image in ((f"SK_color_{frame}.png", cv2.cvtColor(color, cv2.COLOR_RGB2BGR)),
                         (f"SK_depth_{frame}.png", encode_depth(depth))):
         path = os.path.join(root, "images", sequence, name)
