@@ -198,3 +198,35 @@ def preprocess(sample: RawSample, image_size: int, view_correction: bool = True,
         pose=pose.astype(np.float32), cloud=cloud.astype(np.float32), scale=scale,
         visible=np.asarray(sample.visible, bool).reshape(NUM_KEYPOINTS), pose_cam=keypoints,
         root=root, R_view=R_view, K_crop=K_crop, hand=sample.hand, source=sample.source)
+
+
+# Worker side of the cache writer's process pool (spawned, so this module must not import
+# TensorFlow: forking a process whose TensorFlow runtime has started can deadlock).
+_WORKER = {}
+
+
+def init_worker(samples, image_size, view_correction, max_points):
+    """Pool initializer: keeps the sample sequence and settings for `preprocess_index`."""
+    cv2.setNumThreads(1)  # the pool provides the parallelism
+    _WORKER.update(samples=samples, image_size=image_size, view_correction=view_correction,
+                   max_points=max_points)
+
+
+def try_preprocess(samples, index, image_size, view_correction, max_points):
+    """Reads and pre-processes samples[index] (seed = index) without raising DataError.
+
+    Returns:
+      (index, Example, None), or (index, None, message) when reading or pre-processing raised
+      DataError.
+    """
+    try:
+        return index, preprocess(samples[index], image_size, view_correction, max_points,
+                                 seed=index), None
+    except DataError as e:
+        return index, None, str(e)
+
+
+def preprocess_index(index):
+    """Pool task: `try_preprocess` on the worker's sequence and settings."""
+    return try_preprocess(_WORKER["samples"], index, _WORKER["image_size"],
+                          _WORKER["view_correction"], _WORKER["max_points"])

@@ -1,0 +1,429 @@
+"""The tf.data pipeline: pre-processed TFRecord shards on disk and the batched dataset builder.
+
+Layout of the cache (one directory per data set, split and pre-processing setting):
+
+  <cache_dir>/<data>-<split>-<hash>/          cache_dir defaults to <repo>/data/cache
+      shard-00000.tfrecord ...               tf.train.Example records, in sample-index order
+      meta.json                              counts, skipped samples, the settings hashed
+
+<hash> covers the absolute data directory, the split, the image size, the viewpoint-correction
+switch, the number of cloud candidates and CACHE_VERSION. The directory is written under a
+temporary name and renamed when complete, so an interrupted run never leaves a cache that looks
+complete. Records hold a PNG crop (uint8), the float16 cloud candidates and float32 keypoints;
+decoding, the per-step cloud sample, augmentation and heatmaps happen in the parallel map.
+
+Skipping rule: a sample whose reading or pre-processing raises DataError (corrupt file, empty
+hand mask, hand outside the image, too few depth points near the root) is left out of the cache;
+the writer prints each such message (the first ten) and the count, and records them in meta.json.
+An empty result is an error. Missing data directories are errors, never skipped.
+"""
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline import augment as augment_lib
+from data_pipeline import preprocess as preprocess_lib
+from data_pipeline.sample import NUM_KEYPOINTS, DataError
+
+DATASETS = ("synthetic", "rhd", "stb")
+SPLITS = ("train", "test")
+CACHE_VERSION = 1
+SAMPLES_PER_SHARD = 512
+SHUFFLE_BUFFER = 1024  # serialized records (a 256-px PNG crop is ~0.1 MB)
+SYNTHETIC_SIZE = {"num_train": 2000, "num_test": 200, "seed": 0}
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DEFAULT_DIRS = {"synthetic": "synthetic_rhd", "rhd": "RHD_published_v2", "stb": "STB"}
+_MAX_REPORTED_SKIPS = 10
+_MIN_POOL_SAMPLES = 64
+
+
+def default_data_dir(data: str) -> str:
+    """Where a data set is expected by default: <repo>/data/{synthetic_rhd,RHD_published_v2,STB}."""
+    _check_choice("data", data, DATASETS)
+    return os.path.join(REPO_ROOT, "data", _DEFAULT_DIRS[data])
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _generate_synthetic(data_dir):
+    """Writes the default synthetic RHD-format set into data_dir, atomically."""
+    from data_pipeline import synthetic  # pylint: disable=import-outside-toplevel
+    print(f"generating the synthetic RHD-format data set in {data_dir} "
+          f"({SYNTHETIC_SIZE['num_train']} train, {SYNTHETIC_SIZE['num_test']} test)", flush=True)
+    tmp = f"{data_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
+    synthetic.generate("rhd", tmp, SYNTHETIC_SIZE["num_train"], SYNTHETIC_SIZE["num_test"],
+                       SYNTHETIC_SIZE["seed"])
+    try:
+        os.rename(tmp, data_dir)
+    except OSError:  # generated meanwhile by another process
+        if not os.path.isdir(data_dir):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_reader(data: str, split: str, data_dir: str | None = None):
+    """The raw-sample reader of a data set split (a sequence of RawSample).
+
+    data='synthetic' reads the generated RHD-format set with the RHD reader, generating it first
+    when data_dir does not exist.
+
+    Raises:
+      DataError: the data directory is missing or malformed (the message names the path).
+    """
+    _check_choice("data", data, DATASETS)
+    _check_choice("split", split, SPLITS)
+    data_dir = data_dir or default_data_dir(data)
+    if not os.path.isdir(data_dir):
+        if data == "synthetic":
+            _generate_synthetic(data_dir)
+        else:
+            raise DataError(f"no {data.upper()} data at {os.path.abspath(data_dir)}: put the "
+                            f"data set there or pass --data_dir")
+    if data == "stb":
+        from data_pipeline.stb import STBReader  # pylint: disable=import-outside-toplevel
+        return STBReader(data_dir, split)
+    from data_pipeline.rhd import RHDReader  # pylint: disable=import-outside-toplevel
+    return RHDReader(data_dir, split)
+
+
+def cache_path(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
+               view_correction: bool = True, cache_dir: str | None = None,
+               max_points: int = preprocess_lib.MAX_CLOUD_POINTS) -> str:
+    """The cache directory of one data set split and pre-processing setting (module doc)."""
+    data_dir = os.path.abspath(data_dir or default_data_dir(data))
+    settings = {"data_dir": data_dir, "split": split, "image_size": int(image_size),
+                "view_correction": bool(view_correction), "max_points": int(max_points),
+                "version": CACHE_VERSION}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    root = cache_dir or os.path.join(REPO_ROOT, "data", "cache")
+    return os.path.join(root, f"{data}-{split}-{digest}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Records.
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(values).tolist()))
+
+
+def _bytes(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=np.ravel(values).tolist()))
+
+
+def serialize(example: preprocess_lib.Example, index: int) -> bytes:
+    """One pre-processed example as a serialized tf.train.Example (PNG image, float16 cloud)."""
+    ok, png = cv2.imencode(".png", example.image[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise DataError(f"{example.source}: could not encode the crop")
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image": _bytes(png.tobytes()),
+        "keypoints_2d": _floats(example.keypoints_2d),
+        "pose": _floats(example.pose),
+        "cloud": _bytes(example.cloud.astype(np.float16).tobytes()),
+        "scale": _floats([example.scale]),
+        "visible": _floats(example.visible.astype(np.float32)),
+        "pose_cam": _floats(example.pose_cam),
+        "root": _floats(example.root),
+        "R_view": _floats(example.R_view),
+        "K_crop": _floats(example.K_crop),
+        "hand": _ints([0 if example.hand == "left" else 1]),
+        "index": _ints([index]),
+    })).SerializeToString()
+
+
+_FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "keypoints_2d": tf.io.FixedLenFeature([NUM_KEYPOINTS, 2], tf.float32),
+    "pose": tf.io.FixedLenFeature([NUM_KEYPOINTS, 3], tf.float32),
+    "cloud": tf.io.FixedLenFeature([], tf.string),
+    "scale": tf.io.FixedLenFeature([], tf.float32),
+    "visible": tf.io.FixedLenFeature([NUM_KEYPOINTS], tf.float32),
+    "pose_cam": tf.io.FixedLenFeature([NUM_KEYPOINTS, 3], tf.float32),
+    "root": tf.io.FixedLenFeature([3], tf.float32),
+    "R_view": tf.io.FixedLenFeature([3, 3], tf.float32),
+    "K_crop": tf.io.FixedLenFeature([3, 3], tf.float32),
+    "hand": tf.io.FixedLenFeature([], tf.int64),
+    "index": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def parse_record(record, image_size):
+    """Serialized record -> dict of tensors: image (S, S, 3) uint8, cloud (M, 3) float32, and the
+    stored keypoints and camera (see `serialize`)."""
+    features = tf.io.parse_single_example(record, _FEATURES)
+    image = tf.io.decode_png(features["image"], channels=3)
+    features["image"] = tf.ensure_shape(image, [image_size, image_size, 3])
+    cloud = tf.io.decode_raw(features["cloud"], tf.float16)
+    features["cloud"] = tf.cast(tf.reshape(cloud, [-1, 3]), tf.float32)
+    return features
+
+
+def sample_cloud(cloud, num_points, seed):
+    """Draws num_points of the (M, 3) candidates: without replacement when M >= num_points,
+    else with replacement (paper, section 4). seed: (2,) stateless seed."""
+    count = tf.shape(cloud)[0]
+
+    def without_replacement():
+        order = tf.argsort(tf.random.stateless_uniform([count], seed))
+        return order[:num_points]
+
+    def with_replacement():
+        return tf.random.stateless_uniform([num_points], seed, 0, count, dtype=tf.int32)
+
+    picks = tf.cond(count >= num_points, without_replacement, with_replacement)
+    return tf.ensure_shape(tf.gather(cloud, picks), [num_points, 3])
+
+
+def model_inputs(features, key, *, image_size, num_points, augment, return_params=False):
+    """Parsed record -> the model's example (float32 image in [0, 1], heatmaps, sampled cloud).
+
+    Args:
+      features: from `parse_record`.
+      key: (2,) int64 stateless seed of this element (seed, element counter).
+      image_size: crop side S.
+      num_points: cloud size N.
+      augment: apply a random augmentation (training only).
+      return_params: also return the augmentation's parameters (None without augmentation).
+
+    Returns:
+      dict: image (S, S, 3), pose (21, 3), cloud (N, 3), heatmaps (S/4, S/4, 21), scale (),
+      visible (21,), index () int64; with return_params, (dict, params).
+    """
+    seeds = tf.random.experimental.stateless_split(key, num=2)
+    image = tf.image.convert_image_dtype(features["image"], tf.float32)
+    keypoints_2d, pose = features["keypoints_2d"], features["pose"]
+    cloud = sample_cloud(features["cloud"], num_points, seeds[0])
+    params = None
+    if augment:
+        params = augment_lib.sample_params(seeds[1], image_size)
+        image, keypoints_2d, pose, cloud = augment_lib.augment(image, keypoints_2d, pose, cloud,
+                                                               params)
+    example = {
+        "image": image, "pose": pose, "cloud": cloud,
+        "heatmaps": augment_lib.heatmaps(keypoints_2d, image_size),
+        "scale": features["scale"], "visible": features["visible"], "index": features["index"],
+    }
+    return (example, params) if return_params else example
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing the cache.
+
+def write_shards(samples, out_dir: str, *, image_size: int, view_correction: bool,
+                 max_points: int = preprocess_lib.MAX_CLOUD_POINTS, workers: int | None = None,
+                 samples_per_shard: int = SAMPLES_PER_SHARD, name: str = "") -> dict:
+    """Pre-processes every sample into TFRecord shards in out_dir, atomically.
+
+    Args:
+      samples: a sequence of RawSample (a reader).
+      out_dir: the cache directory to create (must not exist yet).
+      image_size, view_correction, max_points: pre-processing settings.
+      workers: spawned processes for pre-processing (the samples are pickled to each); 1 runs
+        in-process; default min(2, CPUs), or 1 below _MIN_POOL_SAMPLES samples.
+      samples_per_shard: records per shard file.
+      name: what to call the data in progress messages.
+
+    Returns:
+      The meta dict written to meta.json.
+
+    Raises:
+      DataError: no sample could be pre-processed.
+    """
+    num_raw = len(samples)
+    if workers is None:  # a pool costs more than it saves on a few samples
+        workers = 1 if num_raw < _MIN_POOL_SAMPLES else min(2, os.cpu_count() or 1)
+    tmp = f"{out_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    label = name or out_dir
+    print(f"pre-processing {label}: {num_raw} samples -> {out_dir}", flush=True)
+    settings = (samples, image_size, view_correction, max_points)
+    shards, skipped, written, writer, pool = [], [], 0, None, None
+    try:
+        if workers > 1:
+            # Spawned, not forked: this process already runs TensorFlow (see preprocess.py).
+            pool = multiprocessing.get_context("spawn").Pool(
+                workers, initializer=preprocess_lib.init_worker, initargs=settings)
+            results = pool.imap(preprocess_lib.preprocess_index, range(num_raw), chunksize=4)
+        else:
+            results = (preprocess_lib.try_preprocess(samples, i, *settings[1:])
+                       for i in range(num_raw))
+        step = max(1, num_raw // 20)
+        for done, (index, example, error) in enumerate(results, 1):
+            if error is not None:
+                skipped.append([index, error])
+                if len(skipped) <= _MAX_REPORTED_SKIPS:
+                    print(f"  skipping sample {index}: {error}", flush=True)
+            else:
+                if written % samples_per_shard == 0:
+                    if writer is not None:
+                        writer.close()
+                    shards.append(f"shard-{len(shards):05d}.tfrecord")
+                    writer = tf.io.TFRecordWriter(os.path.join(tmp, shards[-1]))
+                writer.write(serialize(example, index))
+                written += 1
+            if done % step == 0 or done == num_raw:
+                print(f"  {label}: {done}/{num_raw} pre-processed", flush=True)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            writer = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+        if writer is not None:
+            writer.close()
+    if skipped:
+        print(f"  {label}: skipped {len(skipped)} of {num_raw} samples (DataError)", flush=True)
+    if written == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{label}: none of the {num_raw} samples could be pre-processed"
+                        + (f"; first error: {skipped[0][1]}" if skipped else ""))
+    meta = {"num_examples": written, "num_raw": num_raw, "num_skipped": len(skipped),
+            "skipped": skipped, "shards": shards, "image_size": image_size,
+            "view_correction": view_correction, "max_points": max_points,
+            "version": CACHE_VERSION}
+    with open(os.path.join(tmp, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    try:
+        os.rename(tmp, out_dir)
+    except OSError:  # completed meanwhile by another process: keep that one
+        if not os.path.isdir(out_dir):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def _read_meta(path):
+    with open(os.path.join(path, "meta.json")) as f:
+        return json.load(f)
+
+
+def prepare_cache(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
+                  view_correction: bool = True, cache_dir: str | None = None) -> tuple:
+    """Returns (cache directory, meta), pre-processing the split first if it is not cached."""
+    _check_choice("data", data, DATASETS)
+    _check_choice("split", split, SPLITS)
+    if image_size < 8 or image_size % augment_lib.HEATMAP_STRIDE:
+        raise ValueError(f"--image_size must be a multiple of {augment_lib.HEATMAP_STRIDE} "
+                         f"and at least 8, got {image_size}")
+    data_dir = data_dir or default_data_dir(data)
+    path = cache_path(data, split, data_dir, image_size=image_size,
+                      view_correction=view_correction, cache_dir=cache_dir)
+    if not os.path.isfile(os.path.join(path, "meta.json")):
+        reader = open_reader(data, split, data_dir)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_shards(reader, path, image_size=image_size, view_correction=view_correction,
+                     name=f"{data} {split}")
+    return path, _read_meta(path)
+
+
+def dataset_size(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
+                 view_correction: bool = True, cache_dir: str | None = None) -> int:
+    """Number of examples build_dataset yields per epoch (raw samples minus skipped ones)."""
+    return prepare_cache(data, split, data_dir, image_size=image_size,
+                         view_correction=view_correction, cache_dir=cache_dir)[1]["num_examples"]
+
+
+def dataset_from_cache(path: str, meta: dict, *, split: str, batch_size: int = 32,
+                       augment: bool = False, num_points: int = 256, shuffle: bool = False,
+                       repeat: bool = False, seed: int = 0, deterministic: bool = False,
+                       labelled_fraction: float = 1.0,
+                       drop_remainder: bool = False) -> tf.data.Dataset:
+    """The batched dataset over one cache directory (arguments as in `build_dataset`)."""
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be positive, got {batch_size}")
+    if num_points < 1:
+        raise ValueError(f"num_points must be positive, got {num_points}")
+    if not 0.0 <= labelled_fraction <= 1.0:
+        raise ValueError(f"--labelled_fraction must be in [0, 1], got {labelled_fraction}")
+    image_size = meta["image_size"]
+    # Weak supervision (paper Fig. 8): the first fraction of the training split by sample index.
+    num_labelled = (int(round(labelled_fraction * meta["num_raw"])) if split == "train"
+                    else meta["num_raw"])
+    files = [os.path.join(path, shard) for shard in meta["shards"]]
+
+    if shuffle:
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        ds = ds.shuffle(min(SHUFFLE_BUFFER, meta["num_examples"]), seed=seed)
+    else:
+        ds = tf.data.TFRecordDataset(files)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate()  # element counter: the stateless key, so epochs differ but reproducibly
+
+    def to_example(counter, record):
+        key = tf.stack([tf.constant(seed, tf.int64), counter])
+        example = model_inputs(parse_record(record, image_size), key, image_size=image_size,
+                               num_points=num_points, augment=augment)
+        example["labelled"] = tf.cast(example["index"] < num_labelled, tf.float32)
+        return example
+
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_size: int = 256,
+                  batch_size: int = 32, augment: bool = False, view_correction: bool = True,
+                  num_points: int = 256, shuffle: bool = False, repeat: bool = False,
+                  seed: int = 0, deterministic: bool = False, labelled_fraction: float = 1.0,
+                  cache_dir: str | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+    """The batched, prefetched dataset of one data set split (the pipeline's entry point).
+
+    Pre-processes the split into the on-disk cache on first use (module doc), then streams it.
+
+    Args:
+      data: 'synthetic', 'rhd' or 'stb'.
+      split: 'train' or 'test'.
+      data_dir: the data set's directory; default `default_data_dir(data)`.
+      image_size: crop side S (multiple of 4).
+      batch_size: B.
+      augment: random scale, translation, rotation and hue (training only, SPEC 5).
+      view_correction: the paper's viewpoint correction (else a plain crop).
+      num_points: cloud points N drawn per element and step.
+      shuffle, repeat: shuffle records (seeded) / repeat forever.
+      seed: seed of shuffles, cloud sampling and augmentation (stateless, keyed by element).
+      deterministic: fixed element order despite parallel reading and mapping.
+      labelled_fraction: training samples with index < fraction * num_raw are labelled.
+      cache_dir: root of the cache; default <repo>/data/cache.
+      drop_remainder: drop a last partial batch.
+
+    Returns:
+      tf.data.Dataset of dicts: image (B, S, S, 3) float32 in [0, 1]; pose (B, 21, 3) and
+      cloud (B, N, 3) float32, R_view (X - root) / scale after augmentation; heatmaps
+      (B, S/4, S/4, 21) float32, 1 at the keypoint; scale (B,) float32 metres; visible (B, 21)
+      float32 0/1; labelled (B,) float32 0/1 (always 1 for 'test'); index (B,) int64.
+
+    Raises:
+      DataError: the data is missing or malformed, or no sample is usable.
+      ValueError: an argument is out of range.
+    """
+    path, meta = prepare_cache(data, split, data_dir, image_size=image_size,
+                               view_correction=view_correction, cache_dir=cache_dir)
+    return dataset_from_cache(path, meta, split=split, batch_size=batch_size, augment=augment,
+                              num_points=num_points, shuffle=shuffle, repeat=repeat, seed=seed,
+                              deterministic=deterministic, labelled_fraction=labelled_fraction,
+                              drop_remainder=drop_remainder)
+
