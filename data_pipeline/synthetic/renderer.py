@@ -12,6 +12,7 @@ import numpy as np
 _BOX_MARGIN_PX = 2
 # Solids this close to the camera plane make projected boxes meaningless: cast every pixel then.
 _MIN_BOX_DEPTH = 0.05
+_CUBE_CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +120,7 @@ def _box(points, radii, K, height, width):
     if (points[:, 2] - radii).min() < _MIN_BOX_DEPTH:
         return 0, width, 0, height
     # Each sphere lies inside its axis-aligned cube, whose corners bound its projection.
-    signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T  # (8, 3)
-    corners = (points[:, None, :] + radii[:, None, None] * signs).reshape(-1, 3)
+    corners = (points[:, None, :] + radii[:, None, None] * _CUBE_CORNERS).reshape(-1, 3)
     uv = corners @ K.T
     uv = uv[:, :2] / uv[:, 2:3]
     lo = np.floor(uv.min(axis=0)).astype(int) - _BOX_MARGIN_PX

@@ -70,7 +70,7 @@ def render_sample(rng):
     mask = np.where(part >= 0, posed.part_labels[part.clip(0)], 0).astype(np.uint8)
     albedo = texture.part_albedo(rng, posed.is_forearm)
     color = texture.compose(part, texture.shade(part, normal, albedo, rng),
-                            texture.background(rng, SIZE, SIZE), rng)
+                            texture.background(rng, SIZE, SIZE))
     visible = renderer.depth_test_visibility(posed.keypoints, K, depth, posed.tolerance)
     other = hand_model.mirror(posed.keypoints - posed.keypoints[0]) + posed.keypoints[0]
     other = other + _OTHER_HAND_OFFSET

@@ -24,7 +24,7 @@ BONE_RADII = np.array([
 TIP_INSET = 0.6  # depth of the fingertip keypoint under the surface, in tip radii
 PALM_HALF_THICKNESS = 0.0125
 FOREARM_RADIUS = 0.021
-FOREARM_LENGTH = 0.33
+FOREARM_LENGTH = 0.45
 WRIST_FLEXION = (-50.0, 50.0)  # degrees, hand relative to forearm, palmar positive
 WRIST_DEVIATION = (-15.0, 20.0)  # degrees, radial positive
 DISTANCE_RANGE = (0.3, 0.8)  # depth of the root keypoint (middle MCP), metres
@@ -171,7 +171,7 @@ def place_hand(rng, pose, hand, cameras, height, width):
     starts, ends, radii, normals, offsets, vertices, kp_radius, forearm = _local_body(
         pose, keypoints_local, *wrist)
     mirror = np.diag([-1.0, 1.0, 1.0]) if hand == "left" else np.eye(3)
-    K0 = cameras[0][0]
+    K0_inv = np.linalg.inv(cameras[0][0])
     best = None
     for _ in range(_PLACEMENT_TRIES):
         M = _random_rotation(rng) @ mirror
@@ -180,7 +180,7 @@ def place_hand(rng, pose, hand, cameras, height, width):
         rotated = (keypoints_local - keypoints_local[ROOT]) @ M.T
         depth = rng.uniform(*DISTANCE_RANGE)
         pixel = rng.uniform([0.0, 0.0], [width - 1.0, height - 1.0])
-        root = depth * (np.linalg.inv(K0) @ np.array([pixel[0], pixel[1], 1.0]))
+        root = depth * (K0_inv @ np.array([pixel[0], pixel[1], 1.0]))
         t = root - M @ keypoints_local[ROOT]
         forearm_end = M @ ends[-1] + t
         if forearm_end[2] < _MIN_FOREARM_END_DEPTH:

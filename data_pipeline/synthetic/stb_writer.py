@@ -92,7 +92,7 @@ def render_sample(rng, counting):
     _, part, normal = renderer.cast(posed.solids, K_COLOR, HEIGHT, WIDTH)
     albedo = texture.part_albedo(rng, posed.is_forearm)
     color = texture.compose(part, texture.shade(part, normal, albedo, rng),
-                            texture.background(rng, HEIGHT, WIDTH), rng)
+                            texture.background(rng, HEIGHT, WIDTH))
     solids_depth = scene.transform_solids(posed.solids, R, T)
     depth_hand, _, _ = renderer.cast(solids_depth, K_DEPTH, HEIGHT, WIDTH)
     wall_normal, wall_offset = scene.sample_wall(rng, scene.hand_extent_depth(solids_depth), 1.5)

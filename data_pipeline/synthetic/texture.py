@@ -1,8 +1,8 @@
-"""Appearance: skin tones, shading of the rendered hand, cluttered backgrounds, sensor noise.
+"""Appearance: skin tones, shading of the rendered hand, cluttered backgrounds.
 
-Colours are RGB floats in [0, 1] until `to_uint8`. The backgrounds mix gradients, random shapes,
-blotchy low-frequency noise and fine grain, and some of their shapes are skin-coloured, so the
-hand cannot be found by colour alone.
+Colours are RGB floats in [0, 1] until `compose`. The backgrounds mix gradients, random shapes
+and blotchy low-frequency noise, and some of their shapes are skin-coloured, so the hand cannot
+be found by colour alone. (No per-pixel sensor noise: it would make the PNGs incompressible.)
 """
 import cv2
 import numpy as np
@@ -38,11 +38,13 @@ def _random_colour(rng, skin_probability=0.2):
 
 
 def background(rng, height, width):
-    """A cluttered textured background.
+    """A cluttered textured background, drawn at half resolution (it is blurred anyway).
 
     Returns:
       (H, W, 3) float32 RGB in [0, 1].
     """
+    full_size = (width, height)
+    height, width = (height + 1) // 2, (width + 1) // 2
     # A two-colour gradient in a random direction.
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * np.arange(width, dtype=np.float32)[None, :]
@@ -55,7 +57,7 @@ def background(rng, height, width):
     for _ in range(rng.integers(12, 35)):
         colour = tuple(float(c) for c in _random_colour(rng))
         kind = rng.integers(5)
-        thickness = -1 if rng.random() < 0.7 else int(rng.integers(1, 6))
+        thickness = -1 if rng.random() < 0.7 else int(rng.integers(1, 4))
         cx, cy = int(rng.integers(0, width)), int(rng.integers(0, height))
         size = int(rng.uniform(0.02, 0.3) * scale)
         if kind == 0:
@@ -67,16 +69,16 @@ def background(rng, height, width):
             cv2.ellipse(image, (cx, cy), (max(size, 1), max(size // 3, 1)),
                         float(rng.uniform(0, 180)), 0.0, 360.0, colour, thickness)
         elif kind == 3:
-            points = (np.array([cx, cy]) + rng.integers(-size, size + 1, (int(rng.integers(3, 7)), 2)))
-            cv2.fillPoly(image, [points.astype(np.int32)], colour)
+            corners = rng.integers(-size, size + 1, (int(rng.integers(3, 7)), 2))
+            cv2.fillPoly(image, [(corners + [cx, cy]).astype(np.int32)], colour)
         else:
             end = (cx + int(rng.integers(-scale, scale)), cy + int(rng.integers(-scale, scale)))
-            cv2.line(image, (cx, cy), end, colour, int(rng.integers(1, 8)))
-    # Blotchy illumination / stains, then a little blur (grain comes with the sensor noise).
+            cv2.line(image, (cx, cy), end, colour, int(rng.integers(1, 5)))
+    # Blotchy illumination and stains, then a blur of random strength.
     blotches = _smooth_noise(rng, height, width, int(rng.integers(3, 9)))
     image *= (0.7 + 0.6 * blotches)[..., None]
-    sigma = rng.uniform(0.3, 2.0)
-    image = cv2.GaussianBlur(image, (0, 0), sigma)
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.2, 1.0))
+    image = cv2.resize(image, full_size, interpolation=cv2.INTER_LINEAR)
     return np.clip(image, 0.0, 1.0)
 
 
@@ -90,7 +92,7 @@ def shade(part, normal, albedo, rng):
       rng: numpy Generator (light direction and strength).
 
     Returns:
-      (H, W, 3) float32 RGB in [0, 1] where part >= 0, 0 elsewhere.
+      (n, 3) float32 RGB of the n pixels where part >= 0, in row-major order.
     """
     # A light from the camera's side (negative z), off-axis by a random amount.
     light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), -rng.uniform(0.5, 1.5)])
@@ -101,10 +103,9 @@ def shade(part, normal, albedo, rng):
     diffuse = np.clip(n @ light, 0.0, None)
     half = light + np.array([0.0, 0.0, -1.0])  # halfway between the light and the view direction
     specular = 0.12 * np.clip(n @ (half / np.linalg.norm(half)), 0.0, None) ** 20
-    shaded = np.zeros(part.shape + (3,), np.float32)
-    shaded[hit] = (albedo[part[hit]] * (ambient + (1.0 - ambient) * diffuse)[:, None]
-                   + specular[:, None])
-    return shaded
+    shaded = (albedo[part[hit]] * (ambient + (1.0 - ambient) * diffuse)[:, None]
+              + specular[:, None])
+    return shaded.astype(np.float32)
 
 
 def part_albedo(rng, is_forearm):
@@ -117,20 +118,17 @@ def part_albedo(rng, is_forearm):
     return np.clip(albedo, 0.0, 1.0)
 
 
-def to_uint8(image, rng):
-    """Sensor grain of a random strength (luminance noise) and quantisation:
-    (H, W, 3) float32 in [0, 1] -> uint8 (rounded, saturated)."""
-    grain = rng.standard_normal(image.shape[:2] + (1,), np.float32)
-    scaled = (image + np.float32(rng.uniform(0.005, 0.04)) * grain) * np.float32(255.0)
-    return np.clip(scaled + np.float32(0.5), 0.0, 255.0).astype(np.uint8)
+def compose(part, shaded, backdrop):
+    """The colour image: the shaded hand over the background, edges softened by a slight blur.
 
-
-def compose(part, shaded, backdrop, rng):
-    """The colour image: the shaded hand over the background, edges softened, with noise.
+    Args:
+      part: (H, W) part index, -1 where the background shows.
+      shaded: (n, 3) colours of the n hand pixels (see `shade`).
+      backdrop: (H, W, 3) float32 background; overwritten.
 
     Returns:
-      (H, W, 3) uint8 RGB.
+      (H, W, 3) uint8 RGB (rounded, saturated).
     """
-    image = np.where((part >= 0)[..., None], shaded, backdrop).astype(np.float32)
-    image = cv2.GaussianBlur(image, (0, 0), 0.6)
-    return to_uint8(image, rng)
+    backdrop[part >= 0] = shaded
+    image = cv2.GaussianBlur(backdrop, (0, 0), 0.6)
+    return cv2.convertScaleAbs(image, alpha=255.0)  # all values are >= 0
