@@ -112,6 +112,9 @@ class AlignedLatentModel(tf.keras.Model):
         image = tf.zeros([batch_size, cfg.image_size, cfg.image_size, 3])
         cloud = tf.zeros([batch_size, cfg.num_points, 3])
         self._encode(image, cloud, training=False)
+        if not self.rgb_encoder.built:
+            # S3 calls the RGB encoder's parts separately; mark the whole encoder built.
+            self.encode_rgb(image, training=False)
         self.decode(tf.zeros([batch_size, cfg.latent_dim]), training=False)
         self.built = True
         return self

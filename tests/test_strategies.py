@@ -113,6 +113,8 @@ def test_sub_networks_per_strategy(models):
         assert (model.cloud_decoder is not None) == ("cloud" in dec)
     # Parameter counts: the strategies differ exactly by their extra sub-networks.
     count = {name: m.count_params() for name, m in models.items()}
+    rgb = models["cvae"].rgb_encoder.count_params()
+    assert all(m.rgb_encoder.count_params() == rgb for m in models.values())
     heat = models["extended_heatmap"].heatmap_decoder.count_params()
     cloud_dec = models["extended_cloud"].cloud_decoder.count_params()
     assert count["extended_both"] == count["cvae"] + heat + cloud_dec
