@@ -1,4 +1,10 @@
 """Tests of the EMD op (SPEC Eq. 9) against scipy's exact assignment."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -240,3 +246,18 @@ def test_invalid_dynamic_shapes_raise_in_kernel():
     distance(tf.zeros([2, 4, 3]), tf.zeros([2, 5, 3]))
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[2,4\]"):
     distance(tf.zeros([2, 4]), tf.zeros([2, 4]))
+
+
+@pytest.mark.slow  # a fresh interpreter imports TensorFlow
+def test_import_without_library_says_to_build():
+  package = os.path.dirname(emd.__file__)
+  with tempfile.TemporaryDirectory() as root:
+    os.mkdir(os.path.join(root, "tf_ops"))
+    for name in ("__init__.py", "emd.py"):
+      shutil.copy(os.path.join(package, name), os.path.join(root, "tf_ops"))
+    result = subprocess.run(
+        [sys.executable, "-c", "from tf_ops import emd"], cwd=root,
+        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, check=False)
+  assert result.returncode != 0
+  assert "ImportError" in result.stderr and "make ops" in result.stderr
