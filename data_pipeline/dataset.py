@@ -55,21 +55,12 @@ def _check_choice(name, value, choices):
 
 
 def _generate_synthetic(data_dir):
-    """Writes the default synthetic RHD-format set into data_dir, atomically."""
+    """Writes the default synthetic RHD-format set into data_dir (the generator is atomic)."""
     from data_pipeline import synthetic  # pylint: disable=import-outside-toplevel
     print(f"generating the synthetic RHD-format data set in {data_dir} "
           f"({SYNTHETIC_SIZE['num_train']} train, {SYNTHETIC_SIZE['num_test']} test)", flush=True)
-    tmp = f"{data_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
-    synthetic.generate("rhd", tmp, SYNTHETIC_SIZE["num_train"], SYNTHETIC_SIZE["num_test"],
-                       SYNTHETIC_SIZE["seed"])
-    try:
-        os.rename(tmp, data_dir)
-    except OSError:  # generated meanwhile by another process
-        if not os.path.isdir(data_dir):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
+    synthetic.generate("rhd", data_dir, SYNTHETIC_SIZE["num_train"], SYNTHETIC_SIZE["num_test"],
+                       SYNTHETIC_SIZE["seed"], workers=min(2, os.cpu_count() or 1))
 
 
 def open_reader(data: str, split: str, data_dir: str | None = None):
@@ -84,7 +75,7 @@ def open_reader(data: str, split: str, data_dir: str | None = None):
     _check_choice("data", data, DATASETS)
     _check_choice("split", split, SPLITS)
     data_dir = data_dir or default_data_dir(data)
-    if not os.path.isdir(data_dir):
+    if not os.path.isdir(data_dir) or not os.listdir(data_dir):
         if data == "synthetic":
             _generate_synthetic(data_dir)
         else:
