@@ -37,10 +37,6 @@ class Solids:
     slab_offsets: np.ndarray
     slab_vertices: np.ndarray
 
-    @property
-    def num_parts(self):
-        return len(self.capsule_radius) + 1
-
 
 def pixel_rays(K, u, v):
     """(..., 3) rays through pixels (u, v) (each (...)), scaled to z = 1."""

@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 
+from data_pipeline.sample import ROOT_KEYPOINT
 from data_pipeline.synthetic import hand_model
 from data_pipeline.synthetic import renderer
 
@@ -28,7 +29,6 @@ FOREARM_LENGTH = 0.45
 WRIST_FLEXION = (-50.0, 50.0)  # degrees, hand relative to forearm, palmar positive
 WRIST_DEVIATION = (-15.0, 20.0)  # degrees, radial positive
 DISTANCE_RANGE = (0.3, 0.8)  # depth of the root keypoint (middle MCP), metres
-ROOT = 12
 # Slack added to a keypoint's radius in the depth test: a pixel centre is up to half a pixel
 # diagonal away from the keypoint's projection, where an oblique surface can be a little nearer.
 VISIBILITY_SLACK = 0.005
@@ -177,11 +177,11 @@ def place_hand(rng, pose, hand, cameras, height, width):
         M = _random_rotation(rng) @ mirror
         if (M @ forearm)[2] < -_MAX_FOREARM_TOWARDS_CAMERA:
             continue
-        rotated = (keypoints_local - keypoints_local[ROOT]) @ M.T
+        rotated = (keypoints_local - keypoints_local[ROOT_KEYPOINT]) @ M.T
         depth = rng.uniform(*DISTANCE_RANGE)
         pixel = rng.uniform([0.0, 0.0], [width - 1.0, height - 1.0])
         root = depth * (K0_inv @ np.array([pixel[0], pixel[1], 1.0]))
-        t = root - M @ keypoints_local[ROOT]
+        t = root - M @ keypoints_local[ROOT_KEYPOINT]
         forearm_end = M @ ends[-1] + t
         if forearm_end[2] < _MIN_FOREARM_END_DEPTH:
             continue
