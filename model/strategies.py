@@ -100,7 +100,7 @@ class AlignedLatentModel(tf.keras.Model):
 
     def call(self, image, training=None):
         """Same as `predict_pose`."""
-        return self.predict_pose(image, training=bool(training))
+        return self.predict_pose(image, training=training)
 
     def build_from_config(self, batch_size: int = 1) -> "AlignedLatentModel":
         """Creates every variable with a dummy inference pass (zeros); returns self.
