@@ -182,3 +182,22 @@ def test_default_data_dirs_live_under_the_repo():
     for data, name in (("synthetic", "synthetic_rhd"), ("rhd", "RHD_published_v2"),
                        ("stb", "STB")):
         assert dataset.default_data_dir(data) == os.path.join(dataset.REPO_ROOT, "data", name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,data", [("rhd", "synthetic"), ("stb", "stb")])
+def test_end_to_end_through_the_readers(tmp_path, fmt, data):
+    from data_pipeline import inspect as inspect_lib  # pylint: disable=import-outside-toplevel
+    from data_pipeline import synthetic  # pylint: disable=import-outside-toplevel
+    data_dir = str(tmp_path / fmt)
+    synthetic.generate(fmt, data_dir, 10, 2, seed=2, workers=1)
+    cache = str(tmp_path / "cache")
+    assert dataset.dataset_size(data, "train", data_dir, image_size=S, cache_dir=cache) == 10
+    batch = next(iter(dataset.build_dataset(data, "train", data_dir=data_dir, image_size=S,
+                                            batch_size=4, cache_dir=cache)))
+    assert tuple(batch["image"].shape) == (4, S, S, 3)
+    assert tuple(batch["heatmaps"].shape) == (4, S // 4, S // 4, 21)
+    inspected = inspect_lib.inspect_sample(data, "train", 2, data_dir=data_dir, image_size=S)
+    np.testing.assert_allclose(batch["pose"][2], inspected["pose"], atol=1e-6)
+    np.testing.assert_allclose(batch["image"][2], inspected["image"], atol=1e-6)
+    assert float(batch["scale"][2]) == pytest.approx(float(inspected["scale"]), rel=1e-6)
