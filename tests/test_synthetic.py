@@ -442,6 +442,8 @@ def test_bad_arguments(tmp_path):
         generate("coco", str(tmp_path / "a"), 1, 1, 0)
     with pytest.raises(ValueError, match="--num_train"):
         generate("rhd", str(tmp_path / "a"), 0, 1, 0)
+    with pytest.raises(ValueError, match="--seed"):
+        generate("rhd", str(tmp_path / "a"), 1, 1, -1)
     with pytest.raises(ValueError, match="--num_test must be at least 2 for STB"):
         generate("stb", str(tmp_path / "a"), 10, 1, 0)
 

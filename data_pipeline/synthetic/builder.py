@@ -61,9 +61,19 @@ def _tasks(fmt, root, seed, counts):
     return tasks
 
 
-def _check_arguments(fmt, num_train, num_test, workers):
+def _available_cpus():
+    """CPUs this process may run on (the affinity mask, which containers restrict)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_arguments(fmt, num_train, num_test, seed, workers):
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
     for name, value in (("num_train", num_train), ("num_test", num_test)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
@@ -85,64 +95,51 @@ def _existing_parameters(out_dir):
         return None
 
 
-def generate(fmt, out_dir, num_train, num_test, seed, workers=None):
-    """Generates a synthetic data set in the RHD or STB format (SPEC 5).
-
-    Args:
-      fmt: 'rhd' or 'stb'.
-      out_dir: the data set root to create; it must not exist, be empty, or hold a complete set
-        generated with the same parameters (then nothing is done).
-      num_train, num_test: numbers of training and test samples (STB: at least one per
-        sequence, i.e. 10 and 2).
-      seed: the data set's seed.
-      workers: processes to use; None: one per CPU.
-
-    Raises:
-      ValueError: bad arguments.
-      FileExistsError: out_dir holds something else.
-    """
-    _check_arguments(fmt, num_train, num_test, workers)
-    params = {"format": fmt, "num_train": int(num_train), "num_test": int(num_test),
-              "seed": int(seed), "generator_version": GENERATOR_VERSION}
-    out_dir = os.path.abspath(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        existing = _existing_parameters(out_dir)
-        if existing == params:
-            _log.info("%s already holds the synthetic %s set with these parameters", out_dir, fmt)
-            return
-        what = (f"a synthetic set generated with {existing}" if existing
-                else "files that are not a complete synthetic set")
-        raise FileExistsError(f"{out_dir} is not empty: it holds {what}; asked for {params}. "
-                              f"Remove it or choose another --out.")
+def _destination_is_done(out_dir, params):
+    """True when out_dir already holds this very set; raises when it holds anything else."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise FileExistsError(f"{out_dir} exists and is not a directory")
+    if not os.path.isdir(out_dir) or not os.listdir(out_dir):
+        return False
+    existing = _existing_parameters(out_dir)
+    if existing == params:
+        return True
+    what = (f"a synthetic set generated with {existing}" if existing
+            else "files that are not a complete synthetic set")
+    raise FileExistsError(f"{out_dir} is not empty: it holds {what}; asked for {params}. "
+                          f"Remove it or choose another --out.")
+
+
+def _fresh_partial(out_dir):
+    """Creates an empty `<out_dir>.partial`, removing what an interrupted run left there."""
     partial = out_dir + ".partial"
     if os.path.exists(partial):
         if not os.path.exists(os.path.join(partial, _IN_PROGRESS)):
             raise FileExistsError(f"{partial} exists and was not left by this generator; "
                                   f"remove it")
-        shutil.rmtree(partial)  # an interrupted earlier run
+        shutil.rmtree(partial)
     os.makedirs(partial)
     open(os.path.join(partial, _IN_PROGRESS), "w").close()
+    return partial
 
-    counts = {"train": int(num_train), "test": int(num_test)}
-    (rhd_writer if fmt == "rhd" else stb_writer).make_dirs(partial)
-    tasks = _tasks(fmt, partial, int(seed), counts)
+
+def _render_all(tasks, counts, workers):
+    """Runs the tasks (in `workers` processes), logging progress.
+
+    Returns:
+      {split: [label of each sample index]}.
+    """
     results = {split: [None] * counts[split] for split in SPLITS}
-    workers = workers or os.cpu_count() or 1
     start = time.time()
     report_every = max(1, len(tasks) // 20)
-    _log.info("generating %d + %d synthetic %s samples into %s with %d worker(s)",
-              num_train, num_test, fmt, out_dir, workers)
 
     def collect(done, outcome):
-        split, index, annotation = outcome
-        results[split][index] = annotation
+        split, index, label = outcome
+        results[split][index] = label
         if done % report_every == 0 or done == len(tasks):
             _log.info("%d/%d samples, %.1f s", done, len(tasks), time.time() - start)
 
     if workers == 1:
-        _init_worker()
         for done, task in enumerate(tasks, 1):
             collect(done, _render_task(task))
     else:
@@ -152,16 +149,54 @@ def generate(fmt, out_dir, num_train, num_test, seed, workers=None):
             for done, outcome in enumerate(
                     pool.imap_unordered(_render_task, tasks, chunksize=_CHUNK_SIZE), 1):
                 collect(done, outcome)
+    return results
 
+
+def _write_labels(fmt, root, counts, results):
+    """The annotation files: RHD's pickles, or STB's .mat per sequence."""
     for split in SPLITS:
         if fmt == "rhd":
-            rhd_writer.write_annotations(partial, split, results[split])
-        else:
-            _, frames = stb_writer.frame_layout(split, counts[split])
-            first = 0
-            for sequence, n in frames.items():
-                stb_writer.write_labels(partial, sequence, results[split][first:first + n])
-                first += n
+            rhd_writer.write_annotations(root, split, results[split])
+            continue
+        _, frames = stb_writer.frame_layout(split, counts[split])
+        first = 0  # samples are numbered sequence by sequence
+        for sequence, n in frames.items():
+            stb_writer.write_labels(root, sequence, results[split][first:first + n])
+            first += n
+
+
+def generate(fmt, out_dir, num_train, num_test, seed, workers=None):
+    """Generates a synthetic data set in the RHD or STB format (SPEC 5).
+
+    Args:
+      fmt: 'rhd' or 'stb'.
+      out_dir: the data set root to create; it must not exist, be empty, or hold a complete set
+        generated with the same parameters (then nothing is done).
+      num_train, num_test: numbers of training and test samples (STB: at least one per
+        sequence, i.e. 10 and 2).
+      seed: the data set's seed, a non-negative integer.
+      workers: processes to use; None: one per available CPU.
+
+    Raises:
+      ValueError: bad arguments.
+      FileExistsError: out_dir holds something else.
+    """
+    _check_arguments(fmt, num_train, num_test, seed, workers)
+    params = {"format": fmt, "num_train": int(num_train), "num_test": int(num_test),
+              "seed": int(seed), "generator_version": GENERATOR_VERSION}
+    out_dir = os.path.abspath(out_dir)
+    if _destination_is_done(out_dir, params):
+        _log.info("%s already holds the synthetic %s set with these parameters", out_dir, fmt)
+        return
+    partial = _fresh_partial(out_dir)
+    counts = {"train": int(num_train), "test": int(num_test)}
+    workers = workers or _available_cpus()
+    start = time.time()
+    _log.info("generating %d + %d synthetic %s samples into %s with %d worker(s)",
+              num_train, num_test, fmt, out_dir, workers)
+    (rhd_writer if fmt == "rhd" else stb_writer).make_dirs(partial)
+    results = _render_all(_tasks(fmt, partial, int(seed), counts), counts, workers)
+    _write_labels(fmt, partial, counts, results)
     with open(os.path.join(partial, MARKER), "w") as f:
         json.dump(params, f, indent=1, sort_keys=True)
     os.remove(os.path.join(partial, _IN_PROGRESS))
