@@ -201,3 +201,19 @@ def test_end_to_end_through_the_readers(tmp_path, fmt, data):
     np.testing.assert_allclose(batch["pose"][2], inspected["pose"], atol=1e-6)
     np.testing.assert_allclose(batch["image"][2], inspected["image"], atol=1e-6)
     assert float(batch["scale"][2]) == pytest.approx(float(inspected["scale"]), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_corrupt_file_is_skipped_with_its_name_and_the_count(tmp_path, capsys):
+    from data_pipeline import synthetic  # pylint: disable=import-outside-toplevel
+    data_dir = tmp_path / "rhd"
+    synthetic.generate("rhd", str(data_dir), 4, 2, seed=3, workers=1)
+    corrupt = data_dir / "training" / "color" / "00001.png"
+    corrupt.write_bytes(b"not a png")
+    capsys.readouterr()
+    ds = dataset.build_dataset("synthetic", "train", data_dir=str(data_dir), image_size=S,
+                               batch_size=8, cache_dir=str(tmp_path / "cache"))
+    out = capsys.readouterr().out
+    assert f"skipping sample 1: {corrupt}" in out
+    assert "skipped 1 of 4 samples" in out
+    np.testing.assert_array_equal(next(iter(ds))["index"], [0, 2, 3])
