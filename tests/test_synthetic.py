@@ -179,7 +179,8 @@ def test_rhd_visibility_is_the_depth_test_on_marched_rays(rhd_root):
             posed = sample.posed
             _, rows = _rendered_hand(anno)
             K = anno["K"].astype(np.float64)
-            for k, ((u, v, visible), point) in enumerate(zip(anno["uv_vis"][rows], posed.keypoints)):
+            uv_vis = anno["uv_vis"][rows]
+            for k, ((u, v, visible), point) in enumerate(zip(uv_vis, posed.keypoints)):
                 col, row = int(round(u)), int(round(v))
                 if not (0 <= col < 320 and 0 <= row < 320):
                     assert not visible
@@ -230,7 +231,8 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path, rhd_root):
 
 
 def _angle(a, b):
-    cos = np.einsum("...k,...k->...", a, b) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    cos = np.einsum("...k,...k->...", a, b) / norms
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
@@ -241,7 +243,8 @@ def _check_anatomy(keypoints, hand):
     scale_hi = hand_model.GLOBAL_SCALE_RANGE[1] * hand_model.BONE_FACTOR_RANGE[1]
     tol = 0.5  # degrees
     wrist = kp[0]
-    palmar = np.cross(kp[8] - wrist, kp[20] - wrist)  # index MCP x little MCP: palmar for a right hand
+    # index MCP x little MCP points palmar for a right hand
+    palmar = np.cross(kp[8] - wrist, kp[20] - wrist)
     palmar /= np.linalg.norm(palmar)
     distal = kp[12] - wrist
     distal -= distal @ palmar * palmar
@@ -253,7 +256,8 @@ def _check_anatomy(keypoints, hand):
         bones = np.diff(chain, axis=0)
         lengths = np.linalg.norm(bones, axis=1)
         mean = hand_model.MEAN_BONE_LENGTHS[f]
-        assert np.all(lengths >= mean * scale_lo - 1e-6) and np.all(lengths <= mean * scale_hi + 1e-6)
+        assert np.all(lengths >= mean * scale_lo - 1e-6)
+        assert np.all(lengths <= mean * scale_hi + 1e-6)
         flex_lo, flex_hi = hand_model.flexion_limits()[f].T
         bends = _angle(bones[:-1], bones[1:])
         if f == 0:  # thumb: MCP and IP bend within their range (either way: hyperextension)
