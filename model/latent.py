@@ -1,4 +1,4 @@
-"""Diagonal Gaussian latents: parametrisation, sampling, KL divergences, product of experts (SPEC 2).
+"""Diagonal Gaussian latents: parametrisation, sampling, KL, product of experts (SPEC 2).
 
 A posterior q(z|.) is given by its mean `mu` and log-variance `logvar`, both (B, D) float32.
 """
