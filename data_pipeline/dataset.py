@@ -6,8 +6,9 @@ Layout of the cache (one directory per data set, split and pre-processing settin
       shard-00000.tfrecord ...               tf.train.Example records, in sample-index order
       meta.json                              counts, skipped samples, the settings hashed
 
-<hash> covers the absolute data directory, the split, the image size, the viewpoint-correction
-switch, the number of cloud candidates and CACHE_VERSION. The directory is written under a
+<hash> covers the absolute data directory and its modification time (a regenerated data set
+gets a new cache), the split, the image size, the viewpoint-correction switch, the number of
+cloud candidates and CACHE_VERSION. The directory is written under a
 temporary name and renamed when complete, so an interrupted run never leaves a cache that looks
 complete. Records hold a PNG crop (uint8), the float16 cloud candidates and float32 keypoints;
 decoding, the per-step cloud sample, augmentation and heatmaps happen in the parallel map.
@@ -93,7 +94,8 @@ def cache_path(data: str, split: str, data_dir: str | None = None, *, image_size
                max_points: int = preprocess_lib.MAX_CLOUD_POINTS) -> str:
     """The cache directory of one data set split and pre-processing setting (module doc)."""
     data_dir = os.path.abspath(data_dir or default_data_dir(data))
-    settings = {"data_dir": data_dir, "split": split, "image_size": int(image_size),
+    modified = os.stat(data_dir).st_mtime_ns if os.path.isdir(data_dir) else None
+    settings = {"data_dir": data_dir, "modified": modified, "split": split, "image_size": int(image_size),
                 "view_correction": bool(view_correction), "max_points": int(max_points),
                 "version": CACHE_VERSION}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
@@ -316,10 +318,14 @@ def prepare_cache(data: str, split: str, data_dir: str | None = None, *, image_s
         raise ValueError(f"--image_size must be a multiple of {augment_lib.HEATMAP_STRIDE} "
                          f"and at least 8, got {image_size}")
     data_dir = data_dir or default_data_dir(data)
+    reader = None
+    if not os.path.isdir(data_dir) or not os.listdir(data_dir):  # generates synthetic, or raises
+        reader = open_reader(data, split, data_dir)
     path = cache_path(data, split, data_dir, image_size=image_size,
                       view_correction=view_correction, cache_dir=cache_dir)
     if not os.path.isfile(os.path.join(path, "meta.json")):
-        reader = open_reader(data, split, data_dir)
+        if reader is None:
+            reader = open_reader(data, split, data_dir)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_shards(reader, path, image_size=image_size, view_correction=view_correction,
                      name=f"{data} {split}")

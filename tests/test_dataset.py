@@ -217,3 +217,12 @@ def test_a_corrupt_file_is_skipped_with_its_name_and_the_count(tmp_path, capsys)
     assert f"skipping sample 1: {corrupt}" in out
     assert "skipped 1 of 4 samples" in out
     np.testing.assert_array_equal(next(iter(ds))["index"], [0, 2, 3])
+
+
+def test_a_changed_data_directory_gets_a_new_cache(fake_reader, tmp_path):
+    data_dir, calls = fake_reader
+    cache = str(tmp_path / "cache")
+    _build(data_dir, cache)
+    os.utime(data_dir, ns=(0, 10**18))  # as after regenerating the set in place
+    _build(data_dir, cache)
+    assert len(calls) == 2
