@@ -47,6 +47,8 @@ flags.DEFINE_string("out", None,
                     "Output directory (default for --ckpt: <model_dir>/eval_<split>; "
                     "required with --predictions).")
 flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
+flags.DEFINE_string("cache_dir", None,
+                    "Root of the pre-processed data cache (default: data/cache in the repository).")
 flags.DEFINE_integer("max_batches", 0, "Evaluate only this many batches (0: the whole split).")
 flags.DEFINE_integer("num_figure_samples", 4, "Samples (rows) in fig3_samples.png.")
 flags.DEFINE_integer("interpolation_steps", 8, "Decoded steps in fig4_interpolation.png.")
@@ -54,7 +56,7 @@ flags.DEFINE_integer("interpolation_steps", 8, "Decoded steps in fig4_interpolat
 
 def evaluate_checkpoint(ckpt: str, *, data=None, data_dir=None, split: str = "test", out_dir=None,
                         batch_size: int = 32, max_batches=None, num_figure_samples: int = 4,
-                        interpolation_steps: int = 8):
+                        interpolation_steps: int = 8, cache_dir=None):
     """Mode 2: restores `ckpt` (a model_dir or a checkpoint prefix) and evaluates it on a split.
 
     The data set defaults to the run's (config.json 'data'); pre-processing settings always come
@@ -70,7 +72,8 @@ def evaluate_checkpoint(ckpt: str, *, data=None, data_dir=None, split: str = "te
     model, run_config, checkpoint = training.restore_model(ckpt)
     data_args, out_dir = report.evaluation_settings(run_config, ckpt, data=data, data_dir=data_dir,
                                                     split=split, out_dir=out_dir)
-    dataset = dataset_lib.build_dataset(**data_args, batch_size=batch_size, deterministic=True)
+    dataset = dataset_lib.build_dataset(**data_args, batch_size=batch_size, deterministic=True,
+                                        cache_dir=cache_dir)
     return report.evaluate_restored(model, run_config, checkpoint, dataset,
                                     data=data_args["data"], split=split, out_dir=out_dir,
                                     max_batches=max_batches,
@@ -101,7 +104,7 @@ def main(argv):
                 out_dir=FLAGS.out, batch_size=FLAGS.batch_size,
                 max_batches=FLAGS.max_batches or None,
                 num_figure_samples=FLAGS.num_figure_samples,
-                interpolation_steps=FLAGS.interpolation_steps)
+                interpolation_steps=FLAGS.interpolation_steps, cache_dir=FLAGS.cache_dir)
     except (FileNotFoundError, ValueError) as e:
         # DataError is a ValueError: missing or malformed data sets end here too.
         sys.exit(f"error: {e}")

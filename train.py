@@ -23,6 +23,8 @@ flags.DEFINE_list("decoders", ["heatmap", "cloud"],
 flags.DEFINE_enum("data", "synthetic", ["synthetic", "rhd", "stb"],
                   "Data set; synthetic is generated under data/ on first use.")
 flags.DEFINE_string("data_dir", None, "Data set root (default: data/<name> in the repository).")
+flags.DEFINE_string("cache_dir", None,
+                    "Root of the pre-processed data cache (default: data/cache in the repository).")
 flags.DEFINE_string("model_dir", None,
                     "Checkpoints, config.json and TensorBoard logs "
                     "(default: runs/<strategy>_<data>_<preset>).")
@@ -72,7 +74,7 @@ def main(argv):
                      "num_points": model_cfg.num_points}
     common = dict(data_dir=data_dir, image_size=train_cfg.image_size,
                   view_correction=train_cfg.view_correction, num_points=model_cfg.num_points,
-                  seed=train_cfg.seed)
+                  seed=train_cfg.seed, cache_dir=FLAGS.cache_dir)
     try:
         train_ds = dataset.build_dataset(
             FLAGS.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
