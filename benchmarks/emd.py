@@ -7,10 +7,13 @@ speed ratio and the relative error of the op against that exact optimum.
 Goals (issue 4): N = 256 at least 3x faster with at most 0.1% error; N = 1024
 at least 10x faster.
 
-  python -m benchmarks.emd --batch=32 --sizes=256,1024
+  python benchmarks/emd.py --batch=32 --sizes=256,1024
 """
 import os
+import sys
 import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app
 from absl import flags
@@ -19,7 +22,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 import tensorflow as tf
 
-from tf_ops import emd
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_ops import emd  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch", 32, "Clouds per batch.")

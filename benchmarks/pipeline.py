@@ -22,8 +22,6 @@ flags.DEFINE_integer("num_batches", 50, "Batches timed per preset.", lower_bound
 flags.DEFINE_integer("warmup_batches", 5, "Batches drawn before timing.", lower_bound=0)
 flags.DEFINE_list("presets", ["paper", "cpu"], "Presets to time (paper, cpu).")
 
-PRESETS = {"paper": {"image_size": 256, "batch_size": 32},
-           "cpu": {"image_size": 64, "batch_size": 16}}
 
 
 def measure(data_dir, image_size, batch_size, num_batches, warmup_batches):
@@ -44,6 +42,7 @@ def measure(data_dir, image_size, batch_size, num_batches, warmup_batches):
 def main(argv):
     del argv
     from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
+    from model.training import PRESETS  # pylint: disable=import-outside-toplevel
     unknown = sorted(set(FLAGS.presets) - set(PRESETS))
     if unknown:
         sys.exit(f"error: --presets: unknown {unknown}; choose from {sorted(PRESETS)}")
