@@ -72,48 +72,11 @@ Status ValidateClouds(const Tensor& xyz1, const Tensor& xyz2, int64_t* batch,
   return OkStatus();
 }
 
-class EarthMoverDistanceCpuOp : public OpKernel {
+// Attribute, validation and outputs shared by the CPU and GPU kernels; each
+// device supplies Solve() over the allocated outputs.
+class EarthMoverDistanceOpBase : public OpKernel {
  public:
-  explicit EarthMoverDistanceCpuOp(OpKernelConstruction* context)
-      : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("tolerance", &tolerance_));
-  }
-
-  void Compute(OpKernelContext* context) override {
-    const Tensor& xyz1 = context->input(0);
-    const Tensor& xyz2 = context->input(1);
-    int64_t batch = 0, n = 0;
-    OP_REQUIRES_OK(context, ValidateClouds(xyz1, xyz2, &batch, &n));
-    Tensor* distance = nullptr;
-    Tensor* match = nullptr;
-    OP_REQUIRES_OK(context,
-                   context->allocate_output(0, TensorShape({batch}), &distance));
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                1, TensorShape({batch, n}), &match));
-    auto* workers = context->device()->tensorflow_cpu_worker_threads();
-    // Roughly 20 bids of N float additions per point, plus the cost matrix.
-    const int64_t cost_per_problem = 40 * n * n + 1000;
-    emd::SolveAuctionBatch(
-        xyz1.flat<float>().data(), xyz2.flat<float>().data(), batch, n,
-        tolerance_, distance->flat<float>().data(),
-        match->flat<int32>().data(),
-        [&](int64_t count, const std::function<void(int64_t, int64_t)>& body) {
-          Shard(workers->num_threads, workers->workers, count,
-                cost_per_problem, body);
-        });
-  }
-
- private:
-  float tolerance_;
-};
-
-REGISTER_KERNEL_BUILDER(Name("EarthMoverDistance").Device(DEVICE_CPU),
-                        EarthMoverDistanceCpuOp);
-
-#if GOOGLE_CUDA
-class EarthMoverDistanceGpuOp : public OpKernel {
- public:
-  explicit EarthMoverDistanceGpuOp(OpKernelConstruction* context)
+  explicit EarthMoverDistanceOpBase(OpKernelConstruction* context)
       : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("tolerance", &tolerance_));
   }
@@ -130,6 +93,51 @@ class EarthMoverDistanceGpuOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(
                                 1, TensorShape({batch, n}), &match));
     if (batch == 0) return;
+    Solve(context, xyz1.flat<float>().data(), xyz2.flat<float>().data(),
+          batch, n, distance->flat<float>().data(),
+          match->flat<int32>().data());
+  }
+
+ protected:
+  virtual void Solve(OpKernelContext* context, const float* xyz1,
+                     const float* xyz2, int64_t batch, int64_t n,
+                     float* distance, int32* match) = 0;
+
+  float tolerance_;
+};
+
+class EarthMoverDistanceCpuOp : public EarthMoverDistanceOpBase {
+ public:
+  using EarthMoverDistanceOpBase::EarthMoverDistanceOpBase;
+
+ protected:
+  void Solve(OpKernelContext* context, const float* xyz1, const float* xyz2,
+             int64_t batch, int64_t n, float* distance,
+             int32* match) override {
+    auto* workers = context->device()->tensorflow_cpu_worker_threads();
+    // Roughly 20 bids of N float additions per point, plus the cost matrix.
+    const int64_t cost_per_problem = 40 * n * n + 1000;
+    emd::SolveAuctionBatch(
+        xyz1, xyz2, batch, n, tolerance_, distance, match,
+        [&](int64_t count, const std::function<void(int64_t, int64_t)>& body) {
+          Shard(workers->num_threads, workers->workers, count,
+                cost_per_problem, body);
+        });
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("EarthMoverDistance").Device(DEVICE_CPU),
+                        EarthMoverDistanceCpuOp);
+
+#if GOOGLE_CUDA
+class EarthMoverDistanceGpuOp : public EarthMoverDistanceOpBase {
+ public:
+  using EarthMoverDistanceOpBase::EarthMoverDistanceOpBase;
+
+ protected:
+  void Solve(OpKernelContext* context, const float* xyz1, const float* xyz2,
+             int64_t batch, int64_t n, float* distance,
+             int32* match) override {
     Tensor workspace;
     OP_REQUIRES_OK(
         context,
@@ -139,16 +147,12 @@ class EarthMoverDistanceGpuOp : public OpKernel {
                 emd::cuda::WorkspaceBytes(batch, n))}),
             &workspace));
     const char* error = emd::cuda::SolveAuctionBatch(
-        xyz1.flat<float>().data(), xyz2.flat<float>().data(), batch, n,
-        tolerance_, distance->flat<float>().data(),
-        match->flat<int32>().data(), workspace.flat<int8>().data(),
+        xyz1, xyz2, batch, n, tolerance_, distance, match,
+        workspace.flat<int8>().data(),
         context->eigen_device<Eigen::GpuDevice>().stream());
     OP_REQUIRES(context, error == nullptr,
                 errors::Internal("EarthMoverDistance CUDA kernel: ", error));
   }
-
- private:
-  float tolerance_;
 };
 
 REGISTER_KERNEL_BUILDER(Name("EarthMoverDistance").Device(DEVICE_GPU),
