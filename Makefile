@@ -24,13 +24,17 @@ data: $(STAMP)
 test: ops
 	$(PY) -m pytest -q
 
-# The demo: synthetic data, S4 (poe) with the cpu preset, evaluation, figures.
+# The demo: synthetic data, S4 (poe) with the cpu preset, evaluation, figures, and the score of
+# the training set's mean pose for reference.
 demo: ops data
 	$(PY) -m data_pipeline.inspect --data=synthetic --data_dir=$(DATA_DIR) --split=train --index=0 --augment --out=$(DEMO_DIR)/inspect/train_0.npz --png=$(DEMO_DIR)/inspect/train_0.png
 	$(PY) -m data_pipeline.inspect --data=synthetic --data_dir=$(DATA_DIR) --split=test --index=0 --out=$(DEMO_DIR)/inspect/test_0.npz --png=$(DEMO_DIR)/inspect/test_0.png
 	$(PY) train.py --strategy=poe --data=synthetic --data_dir=$(DATA_DIR) --preset=cpu --model_dir=$(DEMO_DIR)
 	$(PY) evaluate.py --ckpt=$(DEMO_DIR) --out=$(DEMO_DIR)/eval_test
-	@echo "metrics: $(DEMO_DIR)/eval_test/metrics.json; figures: $(DEMO_DIR)/eval_test/*.png, $(DEMO_DIR)/inspect/*.png"
+	$(PY) -m evaluation.mean_pose --data=synthetic --data_dir=$(DATA_DIR) --image_size=64 --out=$(DEMO_DIR)/mean_pose/predictions.npz
+	$(PY) evaluate.py --predictions=$(DEMO_DIR)/mean_pose/predictions.npz --out=$(DEMO_DIR)/mean_pose
+	@echo "metrics: $(DEMO_DIR)/eval_test/metrics.json (the mean-pose reference: $(DEMO_DIR)/mean_pose/metrics.json)"
+	@echo "figures: $(DEMO_DIR)/eval_test/*.png, $(DEMO_DIR)/inspect/*.png"
 
 clean:
 	rm -rf $(VENV) tf_ops/build

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from data_pipeline import synthetic
@@ -52,6 +53,22 @@ def test_train_resume_and_evaluate(tmp_path):
     assert 0.0 <= metrics["auc_0_50"] <= 1.0 and metrics["epe_mean_mm"] > 0
     for name in ("pck.png", "fig3_samples.png", "fig4_interpolation.png", "predictions.npz"):
         assert os.path.getsize(os.path.join(out, name)) > 0
+
+    # The mean-pose reference on the same test samples, scored by evaluate.py --predictions.
+    reference = str(tmp_path / "mean_pose.npz")
+    made = _run("-m", "evaluation.mean_pose", f"--data_dir={data_dir}",
+                f"--cache_dir={cache_dir}", "--image_size=32", f"--out={reference}")
+    assert made.returncode == 0, made.stderr[-3000:]
+    mean_pose, model = np.load(reference), np.load(os.path.join(out, "predictions.npz"))
+    np.testing.assert_allclose(mean_pose["gt"], model["gt"], rtol=1e-5, atol=1e-3)
+    # One normalised pose for all: pred / (ground-truth middle MCP-PIP bone in mm) is constant.
+    bone_mm = np.linalg.norm(mean_pose["gt"][:, 12] - mean_pose["gt"][:, 11], axis=-1)
+    normalised = mean_pose["pred"] / bone_mm[:, None, None]
+    np.testing.assert_allclose(normalised, np.broadcast_to(normalised[0], normalised.shape),
+                               rtol=1e-4, atol=1e-6)
+    scored = _run("evaluate.py", f"--predictions={reference}", f"--out={tmp_path / 'ref'}")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert json.load(open(tmp_path / "ref" / "metrics.json"))["num_samples"] == 4
 
 
 def test_train_rejects_bad_flags():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from evaluation import figures, files, inference, protocol, report
+from evaluation import figures, files, inference, mean_pose, protocol, report
 
 K = protocol.NUM_KEYPOINTS
 T = protocol.pck_thresholds_mm()
@@ -272,3 +272,15 @@ def test_evaluate_restored_writes_everything_consistently(tmp_path, with_cloud):
     rescored, _ = report.score_predictions(paths["predictions"], str(tmp_path / "rescored"))
     for key in ("epe_mean_mm", "epe_median_mm", "auc_0_50", "auc_20_50", "pck"):
         np.testing.assert_allclose(rescored[key], metrics[key], rtol=1e-12)
+
+
+def test_mean_pose_reference_predicts_the_training_mean_in_mm():
+    train = np.zeros((2, 21, 3))
+    train[0, :, 0], train[1, :, 0] = 1.0, 3.0  # mean: x = 2 bone lengths everywhere
+    test = np.ones((3, 21, 3))
+    scale = np.array([0.02, 0.03, 0.04])  # metres
+    out = mean_pose.mean_pose_predictions(train, test, scale, np.ones((3, 21)))
+    np.testing.assert_allclose(out["pred"][:, :, 0], np.repeat([[40.0], [60.0], [80.0]], 21, 1))
+    np.testing.assert_allclose(out["pred"][:, :, 1:], 0.0)
+    np.testing.assert_allclose(out["gt"][:, 5], [[20.0] * 3, [30.0] * 3, [40.0] * 3])
+    assert out["visible"].dtype == np.float32 and out["visible"].shape == (3, 21)
