@@ -26,8 +26,8 @@ PRESETS: Dict[str, Dict] = {
     "paper": dict(image_size=256, batch_size=32, max_steps=130_000, beta_anneal_steps=40_000,
                   eval_every=2_000, checkpoint_every=2_000, log_every=100, eval_batches=0,
                   plateau_patience=5),
-    "cpu": dict(image_size=64, batch_size=16, max_steps=800, beta_anneal_steps=400,
-                eval_every=200, checkpoint_every=200, log_every=20, eval_batches=8,
+    "cpu": dict(image_size=64, batch_size=16, max_steps=300, beta_anneal_steps=150,
+                eval_every=100, checkpoint_every=100, log_every=10, eval_batches=8,
                 plateau_patience=3),
     "smoke": dict(image_size=32, batch_size=4, max_steps=4, beta_anneal_steps=2,
                   eval_every=2, checkpoint_every=2, log_every=1, eval_batches=1,
@@ -59,17 +59,17 @@ class TrainConfig:
     preset: str = "cpu"
     image_size: int = 64
     batch_size: int = 16
-    max_steps: int = 800
+    max_steps: int = 300
     learning_rate: float = 1e-4
     beta_start: float = 1e-5
     beta_end: float = 1e-3
-    beta_anneal_steps: int = 400
+    beta_anneal_steps: int = 150
     lr_decay: float = 0.1
     max_lr_decays: int = 2
     plateau_patience: int = 3
-    eval_every: int = 200
-    checkpoint_every: int = 200
-    log_every: int = 20
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    log_every: int = 10
     eval_batches: int = 8
     labelled_fraction: float = 1.0
     view_correction: bool = True
@@ -296,7 +296,7 @@ def load_run_config(ckpt_or_dir: str):
         ckpt = ckpt_or_dir
         if not tf.io.gfile.exists(ckpt + ".index"):
             raise FileNotFoundError(f"--ckpt: {ckpt}.index does not exist; pass a model_dir or a "
-                                    "checkpoint prefix such as model_dir/ckpt-800")
+                                    "checkpoint prefix such as model_dir/ckpt-300")
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"--ckpt: {path} is missing; it is written by train.py")
