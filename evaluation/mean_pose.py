@@ -13,12 +13,14 @@ import os
 import sys
 from typing import Dict
 
-from absl import app
-from absl import flags
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from data_pipeline import dataset
-from evaluation import inference, report
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+from data_pipeline import dataset  # noqa: E402
+from evaluation import inference, report  # noqa: E402
 
 
 def mean_pose_predictions(train_pose: np.ndarray, test_pose: np.ndarray, test_scale: np.ndarray,
