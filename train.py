@@ -100,8 +100,9 @@ def main(argv):
           f"data={FLAGS.data} preset={FLAGS.preset} model_dir={model_dir} "
           f"devices={trainer.distribution.extended.worker_devices}")
     metrics = trainer.fit(train_ds, validate=validate, sample_images=sample_images)
-    print(f"done at step {int(trainer.step.numpy())}: " +
-          ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    summary = (", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+               or f"nothing to train, --max_steps={train_cfg.max_steps} already reached")
+    print(f"done at step {int(trainer.step.numpy())}: {summary}")
     print(f"checkpoint: {trainer.manager.latest_checkpoint}\n"
           f"evaluate with: python evaluate.py --ckpt={model_dir}")
 
