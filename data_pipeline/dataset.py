@@ -40,6 +40,13 @@ SHUFFLE_BUFFER = 1024  # serialized records (a 256-px PNG crop is ~0.1 MB)
 SYNTHETIC_SIZE = {"num_train": 2000, "num_test": 200, "seed": 0}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_DIRS = {"synthetic": "synthetic_rhd", "rhd": "RHD_published_v2", "stb": "STB"}
+# What a missing data set directory should hold (README, "Real data").
+_WHERE_TO_GET = {
+    "rhd": "the Rendered Hand Pose data set (Zimmermann & Brox 2017; the RHD_published_v2 "
+           "directory with training/ and evaluation/)",
+    "stb": "the Stereo Hand Pose Tracking Benchmark (Zhang et al. 2016; images/<sequence>/SK_*.png "
+           "and labels/<sequence>_SK.mat)",
+}
 _MAX_REPORTED_SKIPS = 10
 _MIN_POOL_SAMPLES = 64
 
@@ -80,8 +87,8 @@ def open_reader(data: str, split: str, data_dir: str | None = None):
         if data == "synthetic":
             _generate_synthetic(data_dir)
         else:
-            raise DataError(f"no {data.upper()} data at {os.path.abspath(data_dir)}: put the "
-                            f"data set there or pass --data_dir")
+            raise DataError(f"no {data.upper()} data at {os.path.abspath(data_dir)}: put "
+                            f"{_WHERE_TO_GET[data]} there, or pass --data_dir")
     if data == "stb":
         from data_pipeline.stb import STBReader  # pylint: disable=import-outside-toplevel
         return STBReader(data_dir, split)

@@ -156,8 +156,10 @@ def test_all_samples_bad_is_an_error(tmp_path):
 
 def test_missing_real_data_names_the_path_and_flag(tmp_path):
     missing = str(tmp_path / "nowhere")
-    with pytest.raises(DataError, match=f"{missing}.*--data_dir"):
+    with pytest.raises(DataError, match=f"{missing}.*RHD_published_v2.*--data_dir"):
         dataset.build_dataset("rhd", "train", data_dir=missing, cache_dir=str(tmp_path))
+    with pytest.raises(DataError, match=f"{missing}.*Stereo Hand Pose.*--data_dir"):
+        dataset.build_dataset("stb", "test", data_dir=missing, cache_dir=str(tmp_path))
 
 
 def test_bad_arguments_are_rejected(tmp_path):
