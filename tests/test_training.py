@@ -31,6 +31,8 @@ def test_preset_overrides_and_validation():
         _config(labelled_fraction=1.5)
     with pytest.raises(ValueError, match="--batch_size"):
         _config(batch_size=0)
+    # The dataclass defaults are the cpu preset, so the two cannot drift apart.
+    assert training.TrainConfig() == training.TrainConfig.from_preset("cpu")
 
 
 def test_plateau_schedule_decays_twice_then_converges():
