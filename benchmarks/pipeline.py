@@ -15,14 +15,6 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Synthetic RHD-format set (default: data/synthetic_rhd, "
-                    "generated when missing).")
-flags.DEFINE_integer("num_batches", 50, "Batches timed per preset.", lower_bound=1)
-flags.DEFINE_integer("warmup_batches", 5, "Batches drawn before timing.", lower_bound=0)
-flags.DEFINE_list("presets", ["paper", "cpu"], "Presets to time (paper, cpu).")
-
-
 
 def measure(data_dir, image_size, batch_size, num_batches, warmup_batches):
     """Samples per second of the augmented training pipeline, after warm-up batches."""
@@ -39,8 +31,18 @@ def measure(data_dir, image_size, batch_size, num_batches, warmup_batches):
     return num_batches * batch_size / (time.perf_counter() - start)
 
 
+def define_flags():
+    """The CLI's flags (defined only when run as a program, so train_step.py can import measure)."""
+    flags.DEFINE_string("data_dir", None, "Synthetic RHD-format set (default: data/synthetic_rhd, "
+                        "generated when missing).")
+    flags.DEFINE_integer("num_batches", 50, "Batches timed per preset.", lower_bound=1)
+    flags.DEFINE_integer("warmup_batches", 5, "Batches drawn before timing.", lower_bound=0)
+    flags.DEFINE_list("presets", ["paper", "cpu"], "Presets to time (paper, cpu).")
+
+
 def main(argv):
     del argv
+    FLAGS = flags.FLAGS
     from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
     from model.training import PRESETS  # pylint: disable=import-outside-toplevel
     unknown = sorted(set(FLAGS.presets) - set(PRESETS))
@@ -57,4 +59,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

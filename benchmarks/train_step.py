@@ -3,15 +3,16 @@ r"""Cost of a full training step relative to the ResNet-18 backbone, and pipelin
   python benchmarks/train_step.py --preset=cpu
   python benchmarks/train_step.py --preset=paper --rounds=2
 
-In one process and on one batch of the synthetic set, times (a) the full train step of
---strategy (default poe: three encoders/latents, all decoders, Chamfer + EMD, Adam) and (b) a train
-step of the ResNet-18 backbone alone (same images, a plain squared-feature loss, Adam), alternating
-the two in rounds so that machine load hits both alike. Prints the step ratio (a)/(b) and the
-training pipeline's samples/s divided by the full step's samples/s.
+In one process and on one batch of the synthetic set, times (a) the training loop's own step,
+Trainer.train_step, for --strategy (default poe: three encoders/latents, all decoders, Chamfer +
+EMD, Adam) and (b) a train step of the ResNet-18 backbone alone (same images, a plain
+squared-feature loss, Adam), alternating the two in rounds so that machine load hits both alike.
+Prints the step ratio (a)/(b) and the training pipeline's samples/s divided by the full step's.
 """
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,9 +41,10 @@ def main(argv):
     del argv
     import tensorflow as tf
 
+    from benchmarks import pipeline
     from data_pipeline import dataset
     from model import config as model_config
-    from model import encoders, strategies, training
+    from model import encoders, training
 
     cfg = training.TrainConfig.from_preset(FLAGS.preset)
     model_cfg = model_config.ModelConfig(
@@ -54,19 +56,11 @@ def main(argv):
         batch_size=cfg.batch_size, augment=True, shuffle=True, repeat=True, drop_remainder=True)
     batch = next(iter(train_ds))
 
-    tf.keras.utils.set_random_seed(0)
-    model = strategies.build_model(model_cfg)
-    full_opt = tf.keras.optimizers.Adam(cfg.learning_rate)
+    scratch = tempfile.TemporaryDirectory(prefix="train_step_")  # the Trainer's model_dir, unused
+    trainer = training.Trainer(model_cfg, cfg, scratch.name)
+    full_step = tf.function(lambda b: trainer.train_step(b)["total"])
     backbone = encoders.ResNet18Backbone()
     backbone_opt = tf.keras.optimizers.Adam(cfg.learning_rate)
-
-    @tf.function
-    def full_step(b):
-        with tf.GradientTape() as tape:
-            loss = model.compute_losses(b, training.beta_at(0, cfg), training=True)["total"]
-        grads = tape.gradient(loss, model.trainable_variables)
-        full_opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
 
     @tf.function
     def backbone_step(b):
@@ -87,12 +81,8 @@ def main(argv):
         print(f"round {r + 1}: full {FLAGS.strategy} step {t_full * 1e3:.0f} ms, "
               f"backbone step {t_backbone * 1e3:.0f} ms, ratio {ratios[-1]:.2f}")
 
-    iterator = iter(train_ds)
-    next(iterator)
-    start = time.perf_counter()
-    for _ in range(FLAGS.pipeline_batches):
-        next(iterator)
-    pipeline_rate = FLAGS.pipeline_batches * cfg.batch_size / (time.perf_counter() - start)
+    pipeline_rate = pipeline.measure(data_dir, cfg.image_size, cfg.batch_size,
+                                     FLAGS.pipeline_batches, warmup_batches=1)
     step_rate = cfg.batch_size / statistics.median(full_times)
 
     print(f"preset={FLAGS.preset} image={cfg.image_size} batch={cfg.batch_size} "
