@@ -36,7 +36,7 @@ def fake_reader(monkeypatch, tmp_path):
     monkeypatch.setattr(dataset, "open_reader", open_reader)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    (data_dir / "placeholder").write_text("a non-empty data directory")
+    (data_dir / "README.txt").write_text("a non-empty data directory")
     return str(data_dir), calls
 
 
