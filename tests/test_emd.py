@@ -1,4 +1,5 @@
 """Tests of the EMD op (SPEC Eq. 9) against scipy's exact assignment."""
+import json
 import os
 import shutil
 import subprocess
@@ -261,3 +262,49 @@ def test_import_without_library_says_to_build():
         capture_output=True, text=True, check=False)
   assert result.returncode != 0
   assert "ImportError" in result.stderr and "make ops" in result.stderr
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_cloud_gives_nan_at_once(bad):
+  """NaN beside inf once made the auction spin forever; now NaN, at once.
+
+  Run in a child process so that a regression fails within 60 s instead of
+  hanging the suite.
+  """
+  code = (
+      "import json\n"
+      "import numpy as np\n"
+      "from tf_ops import emd\n"
+      "rng = np.random.default_rng(0)\n"
+      "p = rng.random((2, 16, 3)).astype(np.float32)\n"
+      "q = rng.random((2, 16, 3)).astype(np.float32)\n"
+      f"p[0, 3, 1] = np.float32('{bad}'); q[0, 5, 2] = np.inf\n"
+      "d, m = (t.numpy() for t in emd._solve(p, q, emd.DEFAULT_TOLERANCE))\n"
+      "print(json.dumps([float(d[0]), float(d[1]), m[0].tolist()]))\n")
+  root = os.path.dirname(os.path.dirname(emd.__file__))
+  result = subprocess.run(
+      [sys.executable, "-c", code], cwd=root, timeout=60,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
+      text=True, check=True)
+  first, second, match = json.loads(result.stdout.splitlines()[-1])
+  assert np.isnan(first)
+  assert match == list(range(16))
+  p, q = _clouds(2, 16, 0)
+  np.testing.assert_allclose(second, _optimum(p, q)[1], rtol=1e-4)
+
+
+def test_nan_cloud_gradient_is_nan():
+  p, q = _clouds(1, 8, 1)
+  p[0, 2, 0] = np.nan
+  p = tf.constant(p)
+  with tf.GradientTape() as tape:
+    tape.watch(p)
+    distance = emd.earth_mover_distance(p, q)
+  assert np.isnan(distance.numpy()[0])
+  assert np.isnan(tape.gradient(distance, p).numpy()).any()
+
+
+def test_negative_tolerance_is_refused():
+  p, q = _clouds(1, 8, 2)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="tolerance"):
+    emd.earth_mover_distance(p, q, tolerance=-1e-3)

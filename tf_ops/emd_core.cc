@@ -281,12 +281,25 @@ double Diagonal(const float* xyz1, const float* xyz2, int64_t n) {
                    (hi[2] - lo[2]) * (hi[2] - lo[2]));
 }
 
+bool AllFinite(const float* xyz1, const float* xyz2, int64_t n) {
+  for (int64_t k = 0; k < 3 * n; ++k) {
+    if (!std::isfinite(xyz1[k]) || !std::isfinite(xyz2[k])) return false;
+  }
+  return true;
+}
+
 double Solve(const float* xyz1, const float* xyz2, int64_t n, double tolerance,
              int32_t* match, Workspace* ws, AuctionStats* stats) {
   AuctionStats local;
   if (stats == nullptr) stats = &local;
   *stats = AuctionStats();
   if (n == 0) return 0.0;
+  // A NaN or inf coordinate has no optimum (and NaN beside inf never ends
+  // the auction): the distance is NaN, so the loss shows it.
+  if (!AllFinite(xyz1, xyz2, n)) {
+    for (int64_t i = 0; i < n; ++i) match[i] = static_cast<int32_t>(i);
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   const double diagonal = Diagonal(xyz1, xyz2, n);
   if (n == 1 || diagonal == 0.0) {
     for (int64_t i = 0; i < n; ++i) match[i] = static_cast<int32_t>(i);

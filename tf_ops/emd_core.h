@@ -31,7 +31,8 @@ struct AuctionStats {
 // Solves one problem. xyz1, xyz2: (n, 3) float32 row-major points.
 // match: (n,) output, xyz2[match[i]] is the partner of xyz1[i] (a permutation).
 // Returns the mean Euclidean distance of the matched pairs, accumulated in
-// double from the coordinates.
+// double from the coordinates; NaN (with the identity as match) when any
+// coordinate is NaN or infinite. tolerance must be >= 0 (the op checks it).
 //
 // Bound: the auction stops when the duality gap of its prices certifies
 //   primal - optimum <= tolerance * lower_bound <= tolerance * optimum,

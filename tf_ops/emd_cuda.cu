@@ -8,6 +8,8 @@
 
 #include <cuda_runtime.h>
 
+#include <math_constants.h>
+
 #include <cfloat>
 
 namespace emd {
@@ -106,6 +108,17 @@ __global__ void __launch_bounds__(kThreads)
   int* owner = owner_all + offset;
   float* row_min = row_min_all + offset;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+
+  // NaN or inf anywhere: NaN distance and the identity, as the CPU kernel.
+  int nonfinite = 0;
+  for (int k = tid; k < 3 * n; k += kThreads) {
+    nonfinite |= !isfinite(xyz1[k]) || !isfinite(xyz2[k]);
+  }
+  if (__syncthreads_or(nonfinite)) {
+    for (int i = tid; i < n; i += kThreads) match[i] = i;
+    if (tid == 0) dist[blockIdx.x] = CUDART_NAN_F;
+    return;
+  }
 
   // Bounding-box diagonal of both clouds sets the epsilon schedule.
   float lo[3] = {FLT_MAX, FLT_MAX, FLT_MAX}, hi[3] = {-FLT_MAX, -FLT_MAX,

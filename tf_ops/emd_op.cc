@@ -42,7 +42,8 @@ REGISTER_OP("EarthMoverDistance")
     .Doc(R"doc(
 Earth Mover's Distance between equal-size point clouds (Eq. 9): the mean
 Euclidean distance under the optimal bijection, by an epsilon-scaling auction
-whose duality gap certifies a relative error of at most `tolerance`.
+whose duality gap certifies a relative error of at most `tolerance` (>= 0).
+A cloud holding NaN or inf gets a NaN distance and the identity match.
 
 xyz1: (B, N, 3) points.
 xyz2: (B, N, 3) points.
@@ -79,6 +80,10 @@ class EarthMoverDistanceOpBase : public OpKernel {
   explicit EarthMoverDistanceOpBase(OpKernelConstruction* context)
       : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("tolerance", &tolerance_));
+    OP_REQUIRES(context, tolerance_ >= 0.0f,
+                errors::InvalidArgument(
+                    "EarthMoverDistance: tolerance must be >= 0; got ",
+                    tolerance_));
   }
 
   void Compute(OpKernelContext* context) override {

@@ -1,7 +1,8 @@
 // Standalone check of the CUDA EMD kernel against the CPU kernel, without
 // TensorFlow. For B = 32 and N in {256, 1024, 2048} random clouds it prints
 // the largest difference of the distances, whether every GPU matching is a
-// permutation whose cost equals the returned distance, and both times.
+// permutation whose cost equals the returned distance, and both times; then
+// a cloud holding NaN and inf, which must give NaN at once.
 // Exits 0 without a GPU (saying so), 1 when a check fails.
 // Built and run by gpu_check.sh.
 #include <cuda_runtime.h>
@@ -49,6 +50,72 @@ bool IsPermutation(const int32_t* match, int n) {
     seen[match[i]] = 1;
   }
   return true;
+}
+
+// A problem holding NaN and inf next to a finite one: both kernels must
+// return at once, NaN with the identity for the first, the same finite
+// distance for the second.
+bool CheckNonFinite(const emd::ParallelFor& serial) {
+  constexpr int n = 16;
+  std::vector<float> xyz1(2 * 3 * n), xyz2(2 * 3 * n);
+  for (int k = 0; k < 2 * 3 * n; ++k) {
+    xyz1[k] = static_cast<float>((k * 7) % 11) / 11.0f;
+    xyz2[k] = static_cast<float>((k * 5) % 13) / 13.0f;
+  }
+  xyz1[4] = std::nanf("");
+  xyz2[7] = INFINITY;
+  std::vector<float> cpu_dist(2), gpu_dist(2);
+  std::vector<int32_t> cpu_match(2 * n), gpu_match(2 * n);
+  emd::SolveAuctionBatch(xyz1.data(), xyz2.data(), 2, n,
+                         emd::kDefaultTolerance, cpu_dist.data(),
+                         cpu_match.data(), serial);
+  float *d_xyz1, *d_xyz2, *d_dist;
+  int32_t* d_match;
+  void* d_workspace;
+  if (!Check(cudaMalloc(&d_xyz1, xyz1.size() * sizeof(float)), "cudaMalloc") ||
+      !Check(cudaMalloc(&d_xyz2, xyz2.size() * sizeof(float)), "cudaMalloc") ||
+      !Check(cudaMalloc(&d_dist, 2 * sizeof(float)), "cudaMalloc") ||
+      !Check(cudaMalloc(&d_match, 2 * n * sizeof(int32_t)), "cudaMalloc") ||
+      !Check(cudaMalloc(&d_workspace, emd::cuda::WorkspaceBytes(2, n)),
+             "cudaMalloc")) {
+    return false;
+  }
+  cudaMemcpy(d_xyz1, xyz1.data(), xyz1.size() * sizeof(float),
+             cudaMemcpyHostToDevice);
+  cudaMemcpy(d_xyz2, xyz2.data(), xyz2.size() * sizeof(float),
+             cudaMemcpyHostToDevice);
+  const auto start = std::chrono::steady_clock::now();
+  const char* error = emd::cuda::SolveAuctionBatch(
+      d_xyz1, d_xyz2, 2, n, emd::kDefaultTolerance, d_dist, d_match,
+      d_workspace, nullptr);
+  if (error != nullptr || !Check(cudaDeviceSynchronize(), "kernel")) {
+    std::fprintf(stderr, "non-finite launch: %s\n", error ? error : "");
+    return false;
+  }
+  const double gpu_ms = std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+  cudaMemcpy(gpu_dist.data(), d_dist, 2 * sizeof(float),
+             cudaMemcpyDeviceToHost);
+  cudaMemcpy(gpu_match.data(), d_match, 2 * n * sizeof(int32_t),
+             cudaMemcpyDeviceToHost);
+  bool identity = true;
+  for (int i = 0; i < n; ++i) identity = identity && gpu_match[i] == i;
+  const bool pass =
+      std::isnan(gpu_dist[0]) && std::isnan(cpu_dist[0]) && identity &&
+      std::fabs(static_cast<double>(gpu_dist[1]) - cpu_dist[1]) <=
+          2 * emd::kDefaultTolerance * cpu_dist[1];
+  std::printf(
+      "NaN + inf cloud (N = %d): CUDA %.3f ms, distances GPU (%g, %g) CPU "
+      "(%g, %g); %s\n",
+      n, gpu_ms, gpu_dist[0], gpu_dist[1], cpu_dist[0], cpu_dist[1],
+      pass ? "ok" : "FAILED");
+  cudaFree(d_xyz1);
+  cudaFree(d_xyz2);
+  cudaFree(d_dist);
+  cudaFree(d_match);
+  cudaFree(d_workspace);
+  return pass;
 }
 
 }  // namespace
@@ -166,5 +233,6 @@ int main() {
     cudaEventDestroy(begin);
     cudaEventDestroy(end);
   }
+  ok = CheckNonFinite(serial) && ok;
   return ok ? 0 : 1;
 }
