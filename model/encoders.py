@@ -91,10 +91,7 @@ class ResNet18Backbone(tf.keras.layers.Layer):
 
 
 class RGBEncoder(tf.keras.layers.Layer):
-    """q(z|R): ResNet-18 backbone, global average pool, mean / log-variance heads.
-
-    `backbone` is exposed so that the joint encoder of S3 can reuse its features.
-    """
+    """q(z|R): ResNet-18 backbone, global average pool, mean / log-variance heads."""
 
     def __init__(self, latent_dim: int, widths: Sequence[int] = (64, 128, 256, 512), **kwargs):
         super().__init__(**kwargs)
@@ -194,19 +191,23 @@ class PointCloudEncoder(tf.keras.layers.Layer):
 
 
 class JointEncoder(tf.keras.layers.Layer):
-    """q(z|R, C) of S3: [RGB features, ResPEL features] concatenated -> mean / log-variance heads.
+    """q(z|R, C) of S3: [ResNet-18 features, ResPEL features] concatenated -> mean / log-variance
+    heads (SPEC 4).
 
-    It takes the RGB features rather than the image: S3 shares the ResNet-18 between q(z|R) and
-    q(z|R, C) ("features of both encoders concatenated"), which also saves a second ResNet pass.
+    It has its own ResNet-18, not the one of q(z|R): Algorithm 2 of the paper initialises separate
+    parameters for the two encoders, so the joint ELBO's reconstructions train only this encoder,
+    and q(z|R) is reached from the joint side through the alignment KL alone.
     """
 
-    def __init__(self, latent_dim: int, cloud_widths: Sequence[int] = (64, 128, 256, 512),
-                 **kwargs):
+    def __init__(self, latent_dim: int, rgb_widths: Sequence[int] = (64, 128, 256, 512),
+                 cloud_widths: Sequence[int] = (64, 128, 256, 512), **kwargs):
         super().__init__(**kwargs)
+        self.rgb_backbone = ResNet18Backbone(rgb_widths, name="resnet18")
         self.cloud_backbone = ResPELBackbone(cloud_widths, name="respel")
         self.heads = GaussianHeads(latent_dim, name="heads")
 
-    def call(self, rgb_features, cloud, training=None) -> Tuple[tf.Tensor, tf.Tensor]:
-        """rgb_features (B, F), cloud (B, N, 3) -> mu, logvar (B, D)."""
+    def call(self, image, cloud, training=None) -> Tuple[tf.Tensor, tf.Tensor]:
+        """image (B, S, S, 3) in [0, 1], cloud (B, N, 3) -> mu, logvar (B, D)."""
+        rgb_features = self.rgb_backbone(image, training=training)
         cloud_features = self.cloud_backbone(cloud, training=training)
         return self.heads(tf.concat([rgb_features, cloud_features], axis=-1))

@@ -111,17 +111,21 @@ class AlignedLatentModel(tf.keras.Model):
         cfg = self.config
         image = tf.zeros([batch_size, cfg.image_size, cfg.image_size, 3])
         cloud = tf.zeros([batch_size, cfg.num_points, 3])
-        self._encode(image, cloud, training=False)
-        if not self.rgb_encoder.built:
-            # S3 calls the RGB encoder's parts separately; mark the whole encoder built.
-            self.encode_rgb(image, training=False)
+        self.encode_posteriors(image, cloud, training=False)
         self.decode(tf.zeros([batch_size, cfg.latent_dim]), training=False)
         self.built = True
         return self
 
     # Training.
-    def _encode(self, image, cloud, training) -> Dict[str, Tuple[tf.Tensor, tf.Tensor]]:
-        """Posteriors of the strategy, name -> (mu, logvar), in `latent_names` order."""
+    def encode_posteriors(self, image: tf.Tensor, cloud: tf.Tensor, training: bool = False
+                          ) -> Dict[str, Tuple[tf.Tensor, tf.Tensor]]:
+        """Posteriors of the strategy, name -> (mu, logvar) each (B, D), in `latent_names` order.
+
+        Args:
+          image: (B, S, S, 3) in [0, 1].
+          cloud: (B, N, 3), or None for the strategies without a cloud encoder (S1, S2).
+          training: batch norm in training mode.
+        """
         return {"rgb": self.encode_rgb(image, training=training)}
 
     def _decode_latents(self, posteriors, batch, training) -> Dict[str, tf.Tensor]:
@@ -165,7 +169,7 @@ class ConditionalVAE(AlignedLatentModel):
     """S1 (Eq. 1, pose decoder only) and S2 (Alg. 1, extra heatmap / cloud decoders)."""
 
     def compute_losses(self, batch, beta, training):
-        posteriors = self._encode(batch["image"], batch.get("cloud"), training)
+        posteriors = self.encode_posteriors(batch["image"], batch.get("cloud"), training)
         terms = self._decode_latents(posteriors, batch, training)
         terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
         terms["total"] = terms["rgb/recon"] + beta * terms["rgb/kl_prior"]
@@ -175,13 +179,15 @@ class ConditionalVAE(AlignedLatentModel):
 class KLAlignedModel(AlignedLatentModel):
     """S3 (Eq. 3, Alg. 2): ELBO of q(z|R,C) + ELBO of q(z|R) + beta' KL(q(z|R,C) || q(z|R)).
 
-    The KL is minimised with respect to both posteriors (the paper stops no gradient).
+    The joint encoder has its own ResNet-18 (Alg. 2 initialises the two encoders separately), so
+    the joint ELBO trains it alone; the KL is minimised with respect to both posteriors (the
+    paper stops no gradient), and is the only term that couples them.
     """
 
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(config, **kwargs)
-        self.joint_encoder = encoders_lib.JointEncoder(config.latent_dim, config.cloud_widths,
-                                                       name="joint_encoder")
+        self.joint_encoder = encoders_lib.JointEncoder(config.latent_dim, config.resnet_widths,
+                                                       config.cloud_widths, name="joint_encoder")
 
     @property
     def encoder_names(self):
@@ -191,13 +197,12 @@ class KLAlignedModel(AlignedLatentModel):
     def latent_names(self):
         return ("joint", "rgb")
 
-    def _encode(self, image, cloud, training):
-        features = self.rgb_encoder.backbone(image, training=training)
-        return {"joint": self.joint_encoder(features, cloud, training=training),
-                "rgb": self.rgb_encoder.heads(features)}
+    def encode_posteriors(self, image, cloud, training=False):
+        return {"joint": self.joint_encoder(image, cloud, training=training),
+                "rgb": self.encode_rgb(image, training=training)}
 
     def compute_losses(self, batch, beta, training):
-        posteriors = self._encode(batch["image"], batch["cloud"], training)
+        posteriors = self.encode_posteriors(batch["image"], batch["cloud"], training)
         terms = self._decode_latents(posteriors, batch, training)
         terms["joint/kl_prior"] = self._kl_prior(posteriors["joint"])
         terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
@@ -227,7 +232,7 @@ class ProductOfExpertsModel(AlignedLatentModel):
     def latent_names(self):
         return ("rgb", "cloud", "joint")
 
-    def _encode(self, image, cloud, training):
+    def encode_posteriors(self, image, cloud, training=False):
         rgb = self.encode_rgb(image, training=training)
         cloud = self.cloud_encoder(cloud, training=training)
         joint = latent.product_of_experts([rgb[0], cloud[0]], [rgb[1], cloud[1]],
@@ -235,7 +240,7 @@ class ProductOfExpertsModel(AlignedLatentModel):
         return {"rgb": rgb, "cloud": cloud, "joint": joint}
 
     def compute_losses(self, batch, beta, training):
-        posteriors = self._encode(batch["image"], batch["cloud"], training)
+        posteriors = self.encode_posteriors(batch["image"], batch["cloud"], training)
         terms = self._decode_latents(posteriors, batch, training)
         terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
         terms["cloud/kl_prior"] = self._kl_prior(posteriors["cloud"])

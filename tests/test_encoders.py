@@ -65,7 +65,8 @@ def test_default_respel_widths_are_the_halved_ones():
 
 
 def test_joint_encoder_concatenates_rgb_and_cloud_features():
-    joint = encoders.JointEncoder(latent_dim=8, cloud_widths=(8, 16))
-    mu, lv = joint(tf.random.normal([2, 32]), tf.random.normal([2, 20, 3]), training=False)
+    joint = encoders.JointEncoder(latent_dim=8, rgb_widths=(8, 8, 16, 32), cloud_widths=(8, 16))
+    mu, lv = joint(tf.random.uniform([2, 32, 32, 3]), tf.random.normal([2, 20, 3]),
+                   training=False)
     assert mu.shape == lv.shape == (2, 8)
     assert joint.heads.mean.kernel.shape == (32 + 16, 8)

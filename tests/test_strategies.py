@@ -35,11 +35,13 @@ EXPECTED_TERMS = {
 
 
 def _batch(seed=0, labelled=(1.0, 1.0)):
+    size = len(labelled)
     rng = np.random.default_rng(seed)
     f = lambda *shape: tf.constant(rng.normal(size=shape).astype(np.float32))  # noqa: E731
-    return {"image": tf.constant(rng.uniform(size=(B, S, S, 3)).astype(np.float32)),
-            "pose": f(B, 21, 3), "cloud": f(B, N, 3),
-            "heatmaps": tf.constant(rng.uniform(size=(B, S // 4, S // 4, 21)).astype(np.float32)),
+    return {"image": tf.constant(rng.uniform(size=(size, S, S, 3)).astype(np.float32)),
+            "pose": f(size, 21, 3), "cloud": f(size, N, 3),
+            "heatmaps": tf.constant(rng.uniform(size=(size, S // 4, S // 4, 21))
+                                    .astype(np.float32)),
             "labelled": tf.constant(labelled, tf.float32)}
 
 
@@ -120,8 +122,13 @@ def test_sub_networks_per_strategy(models):
     assert count["extended_both"] == count["cvae"] + heat + cloud_dec
     assert count["poe"] == count["extended_both"] + models["poe"].cloud_encoder.count_params()
     assert count["kl"] == count["extended_both"] + models["kl"].joint_encoder.count_params()
-    # The joint encoder's heads see RGB and cloud features, the cloud encoder's the cloud only.
-    assert models["kl"].joint_encoder.heads.mean.kernel.shape == (16 + 16, 8)
+    # S3's joint encoder has a ResNet-18 of its own (Alg. 2), beside a ResPEL like S4's cloud
+    # encoder; its heads see both features (16 + 16), the cloud encoder's the cloud only.
+    joint = models["kl"].joint_encoder
+    assert joint.count_params() == (models["cvae"].rgb_encoder.backbone.count_params()
+                                    + models["poe"].cloud_encoder.backbone.count_params()
+                                    + 2 * ((16 + 16) * 8 + 8))
+    assert joint.heads.mean.kernel.shape == (16 + 16, 8)
     assert models["poe"].cloud_encoder.heads.mean.kernel.shape == (16, 8)
 
 
@@ -151,11 +158,35 @@ def test_kl_alignment_term_is_kl_of_joint_to_rgb_posterior(models):
     model = models["kl"]
     batch = _batch(3)
     terms = model.compute_losses(batch, beta=0.0, training=False)
-    features = model.rgb_encoder.backbone(batch["image"], training=False)
-    joint = model.joint_encoder(features, batch["cloud"], training=False)
+    joint = model.joint_encoder(batch["image"], batch["cloud"], training=False)
     rgb = model.encode_rgb(batch["image"])
     expected = float(tf.reduce_mean(latent.kl_divergence(*joint, *rgb)))
     assert float(terms["align/kl"]) == pytest.approx(expected, rel=1e-4)
+
+
+def _gradients(model, term, sub_network, training):
+    """Gradients of compute_losses(...)[term] (a name or a tuple of names, summed) with respect to
+    the trainable variables of `sub_network`."""
+    names = (term,) if isinstance(term, str) else term
+    with tf.GradientTape() as tape:
+        terms = model.compute_losses(_batch(7), beta=1e-3, training=training)
+        value = tf.add_n([terms[n] for n in names])
+    return tape.gradient(value, sub_network.trainable_variables)
+
+
+def test_kl_joint_elbo_trains_the_joint_encoder_only(models):
+    """Alg. 2: q(z|R,C) has its own parameters, so its ELBO does not train q(z|R).
+
+    training=False: in training mode the decoders' batch norm pools statistics over the joint
+    and the RGB latents of the step, which couples them through the batch statistics.
+    """
+    model = models["kl"]
+    elbo = ("joint/recon", "joint/kl_prior")
+    # Zeros rather than None: the latents are decoded as one concatenated batch.
+    grads = _gradients(model, elbo, model.rgb_encoder, False)
+    assert all(g is None or not np.any(g.numpy()) for g in grads)
+    grads = _gradients(model, elbo, model.joint_encoder.rgb_backbone, False)
+    assert all(g is not None and np.any(g.numpy()) for g in grads)
 
 
 def test_weak_supervision_masks_the_pose_of_unlabelled_samples(models):
@@ -228,7 +259,9 @@ def test_model_config_round_trip_and_validation():
 @pytest.mark.parametrize("strategy, decoders, total, trainable", [
     ("cvae", (), 11_301_247, 11_291_647),
     ("extended", ("heatmap", "cloud"), 14_071_258, 14_028_506),
-    ("kl", (), 15_433_370, 15_386_650),
+    # S3 = S4's networks + a second ResNet-18 backbone (the joint encoder's own, 11,186,112 /
+    # 11,176,512 trainable) + the joint heads' 512 RGB inputs (2 heads x 512 x 64 weights).
+    ("kl", (), 15_367_834 + 11_186_112 + 2 * 512 * 64, 15_321_114 + 11_176_512 + 2 * 512 * 64),
     ("poe", (), 15_367_834, 15_321_114),
 ])
 def test_parameter_counts_at_paper_size(strategy, decoders, total, trainable):
