@@ -189,6 +189,63 @@ def test_kl_joint_elbo_trains_the_joint_encoder_only(models):
     assert all(g is not None and np.any(g.numpy()) for g in grads)
 
 
+def test_kl_alignment_gradient_reaches_both_encoders(models):
+    """Eq. 3's KL(q(z|R,C) || q(z|R)) is minimised with respect to both posteriors; it is what
+    pulls the RGB encoder towards the joint one, so q(z|R) must not be held fixed in it."""
+    model = models["kl"]
+    for sub_network in (model.rgb_encoder.heads, model.rgb_encoder.backbone,
+                        model.joint_encoder):
+        grads = _gradients(model, "align/kl", sub_network, True)
+        assert all(g is not None and np.any(g.numpy()) for g in grads), sub_network.name
+
+
+def test_poe_joint_posterior_is_the_product_with_the_prior_expert(models):
+    """Eq. 4: z_joint ~ PoE(p(z), q(z|R), q(z|C)), the N(0, I) expert included once."""
+    model = models["poe"]
+    batch = _batch(8)
+    posteriors = model.encode_posteriors(batch["image"], batch["cloud"], training=False)
+    assert list(posteriors) == list(model.latent_names)
+    rgb = model.encode_rgb(batch["image"], training=False)
+    cloud = model.cloud_encoder(batch["cloud"], training=False)
+    for name, expected in (("rgb", rgb), ("cloud", cloud)):
+        for got, want in zip(posteriors[name], expected):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    experts = ([rgb[0], cloud[0]], [rgb[1], cloud[1]])
+    product = latent.product_of_experts(*experts, include_prior=True)
+    for got, want in zip(posteriors["joint"], product):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    # The comparison can tell: leaving the prior expert out changes the product here.
+    without = latent.product_of_experts(*experts, include_prior=False)
+    assert np.abs(without[1].numpy() - posteriors["joint"][1].numpy()).min() > 0.01
+
+
+@pytest.mark.parametrize("name", ["cvae", "kl", "poe"])
+def test_latents_are_sampled_when_training(models, monkeypatch, name):
+    """Training decodes z = mu + exp(logvar / 2) eps, eps ~ N(0, I), for every latent."""
+    _needs_op(CASES[name])
+    model = models[name]
+    sampled = []
+    sampling_call = latent.Sampling.call
+
+    def record(layer, inputs, training=None):
+        z = sampling_call(layer, inputs, training=training)
+        sampled.append((inputs, z))
+        return z
+
+    monkeypatch.setattr(latent.Sampling, "call", record)
+    tf.random.set_seed(0)
+    batch = _batch(9, labelled=(1.0,) * 16)
+    first = model.compute_losses(batch, beta=0.0, training=True)
+    second = model.compute_losses(batch, beta=0.0, training=True)
+    # The same batch twice: only the noise of the samples differs between the two passes.
+    assert float(first["rgb/pose"]) != float(second["rgb/pose"])
+    assert len(sampled) == 2 * len(model.latent_names)
+    eps = np.concatenate([((z - mu) / tf.exp(logvar / 2)).numpy().ravel()
+                          for (mu, logvar), z in sampled])
+    assert eps.size == 2 * len(model.latent_names) * 16 * 8
+    assert abs(eps.mean()) < 0.1 and abs(eps.std() - 1.0) < 0.1
+
+
 def test_weak_supervision_masks_the_pose_of_unlabelled_samples(models):
     model = models["cvae"]
     batch = _batch(4, labelled=(1.0, 0.0))

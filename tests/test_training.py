@@ -89,6 +89,35 @@ def test_load_run_config_errors_name_the_path(tmp_path):
         training.load_run_config(str(tmp_path / "ckpt-3"))
 
 
+# A small S1 network and batch for the tests of the loop's own step.
+SMALL = dict(image_size=32, latent_dim=8, num_points=16, resnet_widths=(8, 8, 16, 16),
+             pose_hidden=16)
+
+
+def _s1_batch(size=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": tf.constant(rng.uniform(size=(size, 32, 32, 3)), tf.float32),
+            "pose": tf.constant(rng.normal(size=(size, 21, 3)), tf.float32)}
+
+
+def test_train_step_weighs_the_kl_by_the_annealed_beta(tmp_path, monkeypatch):
+    from model.config import ModelConfig
+    cfg = _config(beta_anneal_steps=100)
+    trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL), cfg, str(tmp_path))
+    betas = []
+    compute_losses = trainer.model.compute_losses
+
+    def record(batch, beta, training):
+        betas.append(float(beta))
+        return compute_losses(batch, beta, training)
+
+    monkeypatch.setattr(trainer.model, "compute_losses", record)
+    for step in (0, 50, 100):
+        trainer.step.assign(step)
+        trainer.train_step(_s1_batch())
+    np.testing.assert_allclose(betas, [1e-5, 1e-4, 1e-3], rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_fit_learns_a_fixed_batch(tmp_path):
     """Trainer.fit runs Eq. 4's step; repeated on one batch, the RGB-only pose error must fall.
