@@ -14,10 +14,20 @@ import tensorflow as tf
 
 
 def safe_norm(x: tf.Tensor, axis) -> tf.Tensor:
-    """Euclidean norm over `axis` with a finite (zero) gradient where the norm is 0."""
+    """Euclidean norm over `axis` with a finite (zero) gradient where the norm is 0; NaN in x
+    gives NaN (a NaN prediction must never look like a perfect one).
+
+    Args:
+      x: any shape; `axis` the axes reduced.
+
+    Returns:
+      x's shape without `axis`.
+    """
     sq = tf.reduce_sum(tf.square(x), axis=axis)
     positive = sq > 0.0
-    return tf.where(positive, tf.sqrt(tf.where(positive, sq, 1.0)), 0.0)
+    # Where sq is not positive it is 0 or NaN: return sq itself, whose gradient 2x is 0 at 0,
+    # instead of sqrt's infinite one; a constant here would turn NaN into a zero loss.
+    return tf.where(positive, tf.sqrt(tf.where(positive, sq, 1.0)), sq)
 
 
 def pose_error(pred: tf.Tensor, gt: tf.Tensor) -> tf.Tensor:

@@ -50,6 +50,22 @@ def test_finite_gradient_with_coincident_points():
   np.testing.assert_array_equal(tape.gradient(same, x1).numpy(), 0.0)
 
 
+def test_nan_point_gives_nan_and_coincident_clouds_a_finite_gradient():
+  # Element 0: identical clouds (distance 0); element 1: one NaN coordinate.
+  rng = np.random.default_rng(3)
+  xyz = rng.normal(size=(2, 8, 3)).astype(np.float32)
+  with_nan = xyz.copy()
+  with_nan[1, 2, 1] = np.nan
+  for xyz1, xyz2 in ((with_nan, xyz), (xyz, with_nan)):
+    x1 = tf.constant(xyz1)
+    with tf.GradientTape() as tape:
+      tape.watch(x1)
+      distance = chamfer.chamfer_distance(x1, tf.constant(xyz2))
+      same = distance[0]
+    assert same.numpy() == 0.0 and np.isnan(distance[1].numpy())
+    np.testing.assert_array_equal(tape.gradient(same, x1)[0].numpy(), 0.0)
+
+
 def test_gradient_matches_numeric_differences():
   # Grid points and jittered copies: unique nearest neighbours with margin.
   rng = np.random.default_rng(2)

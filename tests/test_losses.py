@@ -41,6 +41,26 @@ def test_heatmap_error_sums_frobenius_norms_over_keypoints():
     np.testing.assert_allclose(losses.heatmap_error(pred, gt).numpy(), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("error, shape", [(losses.pose_error, (2, 21, 3)),
+                                          (losses.heatmap_error, (2, 8, 8, 21))])
+def test_nan_gives_a_nan_error_and_zero_distance_a_finite_gradient(error, shape):
+    """Sample 0 is a perfect prediction, sample 1 has one NaN value: its error must be NaN (a
+    NaN prediction is never a perfect score), while sample 0 keeps a zero error whose gradient
+    is finite (zero), not 0 / 0."""
+    gt = tf.constant(_rand(9, shape))
+    nan = np.zeros(shape, np.float32)
+    nan[(1,) + (0,) * (len(shape) - 1)] = np.nan
+    for pred, target in ((gt + nan, gt), (gt, gt + nan)):
+        pred = tf.Variable(pred)
+        with tf.GradientTape() as tape:
+            err = error(pred, target)
+            perfect = err[0]
+        assert float(perfect) == 0.0 and np.isnan(float(err[1]))
+        grad = tape.gradient(perfect, pred).numpy()
+        np.testing.assert_array_equal(grad[0], 0.0)
+    assert np.isnan(float(losses.reconstruction_terms({"pose": err}, 0.01, 1.0)["recon"]))
+
+
 def test_masked_mean_and_reconstruction_terms_with_weak_supervision():
     errors = {"pose": tf.constant([1.0, 3.0, 100.0]), "heatmap": tf.constant([10.0, 20.0, 1e4]),
               "chamfer": tf.constant([0.1, 0.2, 0.3]), "emd": tf.constant([0.4, 0.5, 0.6])}

@@ -118,6 +118,17 @@ def test_train_step_weighs_the_kl_by_the_annealed_beta(tmp_path, monkeypatch):
     np.testing.assert_allclose(betas, [1e-5, 1e-4, 1e-3], rtol=1e-5)
 
 
+def test_fit_stops_when_the_s1_loss_is_nan(tmp_path):
+    """A NaN target pose makes the pose loss NaN (never 0), so the guard fires at once."""
+    from model.config import ModelConfig
+    trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL),
+                               _config(max_steps=1, checkpoint_every=1), str(tmp_path))
+    batch = _s1_batch()
+    batch["pose"] = tf.tensor_scatter_nd_update(batch["pose"], [[1, 5, 0]], [float("nan")])
+    with pytest.raises(FloatingPointError, match="loss became nan at step 1"):
+        trainer.fit(tf.data.Dataset.from_tensors(batch).repeat(), verbose=False)
+
+
 @pytest.mark.slow
 def test_fit_learns_a_fixed_batch(tmp_path):
     """Trainer.fit runs Eq. 4's step; repeated on one batch, the RGB-only pose error must fall.

@@ -13,10 +13,11 @@ def _invalid(message):
 
 
 def _safe_sqrt(x):
-  """sqrt(x) for x >= 0 with gradient 0 (not inf) at x = 0."""
+  """sqrt(x) for x >= 0 with gradient 0 (not inf) at x = 0; NaN stays NaN."""
   positive = x > 0
-  return tf.where(positive, tf.sqrt(tf.where(positive, x, tf.ones_like(x))),
-                  tf.zeros_like(x))
+  # Not positive means 0 or NaN: x itself is the root there (0 with a finite
+  # gradient, or NaN), so a NaN cloud never scores a zero distance.
+  return tf.where(positive, tf.sqrt(tf.where(positive, x, tf.ones_like(x))), x)
 
 
 def chamfer_distance(xyz1, xyz2):
@@ -27,7 +28,8 @@ def chamfer_distance(xyz1, xyz2):
     xyz2: (B, M, 3) float points, same dtype.
 
   Returns:
-    (B,) Chamfer distance in the units of the inputs.
+    (B,) Chamfer distance in the units of the inputs; NaN for an element with a
+    NaN coordinate (tf.reduce_min propagates NaN on the CPU and the GPU).
   """
   xyz1 = tf.convert_to_tensor(xyz1)
   xyz2 = tf.convert_to_tensor(xyz2, dtype_hint=xyz1.dtype)
