@@ -10,8 +10,12 @@ All quantities are in millimetres. For M samples of K = 21 keypoints:
   median  = mean_j median_i e_ij                         (likewise, of per-keypoint medians)
   PCK_j(t) = |{i : e_ij <= t}| / |{i : visible_ij}|
   PCK(t)  = mean_j PCK_j(t),  t in linspace(0, 50, 20)
-  AUC     = trapz(PCK, t) / trapz(1, t)                  over all 20 thresholds ("AUC 0-50") and
-                                                         over t[8:] = 21.05 .. 50 mm ("AUC 20-50")
+  AUC     = trapz(PCK, t) / trapz(1, t)                  over t = linspace(0, 50, 20) ("AUC 0-50")
+                                                         and over a curve of its own,
+                                                         t = linspace(20, 50, 20) ("AUC 20-50")
+
+"AUC 20-50" is what hand3d's EvalUtil.get_measures(20, 50, 20) returns, as STB tables and peers
+compute it; it is not the tail of the 0-50 curve (which would start at 21.05 mm, with 12 points).
 
 Averaging over keypoints first (not over all errors at once) weighs every keypoint equally however
 often it is visible; this is what hand3d does and what published RHD/STB numbers use. A keypoint
@@ -27,13 +31,14 @@ import numpy as np
 NUM_KEYPOINTS = 21
 PCK_MAX_MM = 50.0
 PCK_STEPS = 20
-# "AUC 20-50" starts at the first of the 20 thresholds above 20 mm: t[8] = 21.05 mm.
-AUC_20_50_START = 8
+# Lower end of the "AUC 20-50" curve (EvalUtil.get_measures(20, 50, 20)).
+AUC_20_50_MIN_MM = 20.0
 
 
-def pck_thresholds_mm() -> np.ndarray:
-    """The 20 PCK thresholds t = linspace(0, 50, 20) in mm, shape (20,)."""
-    return np.linspace(0.0, PCK_MAX_MM, PCK_STEPS)
+def pck_thresholds_mm(low_mm: float = 0.0) -> np.ndarray:
+    """PCK thresholds t = linspace(low_mm, 50, 20) in mm, shape (20,): the reported PCK curve
+    and AUC 0-50 with the default, AUC 20-50 with low_mm = 20 (SPEC 6)."""
+    return np.linspace(low_mm, PCK_MAX_MM, PCK_STEPS)
 
 
 def area_under_curve(pck: np.ndarray, thresholds: np.ndarray) -> float:
@@ -99,12 +104,15 @@ def metrics_from_errors(errors: np.ndarray, visible: np.ndarray) -> Dict:
 
     Returns:
       dict with epe_mean_mm, epe_median_mm, auc_0_50, auc_20_50 (floats), pck_thresholds_mm and
-      pck (lists of 20 floats).
+      pck (lists of 20 floats, the 0-50 curve; the 20-50 one only gives auc_20_50).
 
     Raises:
       ValueError: no keypoint is visible in any sample.
     """
     thresholds = pck_thresholds_mm()
+    thresholds_20_50 = pck_thresholds_mm(AUC_20_50_MIN_MM)
+    # Both curves in one pass: (2T,) thresholds, split after the PCK of each keypoint.
+    both = np.concatenate([thresholds, thresholds_20_50])
     means, medians, curves = [], [], []
     for j in range(errors.shape[1]):
         e = errors[visible[:, j], j]
@@ -112,16 +120,15 @@ def metrics_from_errors(errors: np.ndarray, visible: np.ndarray) -> Dict:
             continue
         means.append(e.mean())
         medians.append(np.median(e))
-        curves.append((e[:, None] <= thresholds[None, :]).mean(axis=0))
+        curves.append((e[:, None] <= both[None, :]).mean(axis=0))
     if not curves:
         raise ValueError(f"no visible keypoint in {errors.shape[0]} samples: nothing to evaluate")
-    pck = np.mean(curves, axis=0)
-    start = AUC_20_50_START
+    pck, pck_20_50 = np.split(np.mean(curves, axis=0), 2)
     return {
         "epe_mean_mm": float(np.mean(means)),
         "epe_median_mm": float(np.mean(medians)),
         "auc_0_50": area_under_curve(pck, thresholds),
-        "auc_20_50": area_under_curve(pck[start:], thresholds[start:]),
+        "auc_20_50": area_under_curve(pck_20_50, thresholds_20_50),
         "pck_thresholds_mm": [float(t) for t in thresholds],
         "pck": [float(p) for p in pck],
     }

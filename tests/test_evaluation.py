@@ -23,11 +23,12 @@ def _with_errors(errors_mm, seed=0):
     return gt, gt + errors_mm[..., None] * direction
 
 
-def test_thresholds_are_linspace_0_50_20():
+def test_thresholds_are_linspace_0_50_20_and_20_50_20():
     assert T.shape == (20,)
     assert T[0] == 0.0 and T[-1] == 50.0
-    assert T[8] == pytest.approx(21.0526, abs=1e-4)  # first threshold of "AUC 20-50"
-    assert T[7] < 20.0
+    np.testing.assert_array_equal(T, np.linspace(0, 50, 20))
+    # "AUC 20-50": EvalUtil.get_measures(20, 50, 20), a grid of its own.
+    np.testing.assert_array_equal(protocol.pck_thresholds_mm(20.0), np.linspace(20, 50, 20))
 
 
 def test_two_samples_with_known_pck_and_auc():
@@ -42,8 +43,10 @@ def test_two_samples_with_known_pck_and_auc():
     np.testing.assert_allclose(m["pck_thresholds_mm"], np.linspace(0, 50, 20))
     # Trapezoids on a uniform grid: (sum - (first + last) / 2) / 19 intervals.
     assert m["auc_0_50"] == pytest.approx((0.5 * 8 + 8 - 0.5) / 19)
-    # From index 8: p_8..p_11 = 0.5, p_12..p_19 = 1 over 11 intervals.
-    assert m["auc_20_50"] == pytest.approx((0.5 * 4 + 8 - (0.5 + 1.0) / 2) / 11)
+    # AUC 20-50 on its own grid u_k = 20 + 30 k / 19: 10 <= u_0; u_6 = 29.5 < 30 <= u_7 = 31.1,
+    # so p_0..p_6 = 0.5, p_7..p_19 = 1, over 19 intervals (the tail t_8..t_19 of the 0-50 grid
+    # would give (0.5 * 4 + 8 - 0.75) / 11 = 0.841 instead).
+    assert m["auc_20_50"] == pytest.approx((0.5 * 7 + 13 - (0.5 + 1.0) / 2) / 19)
     assert list(m) == ["epe_mean_mm", "epe_median_mm", "auc_0_50", "auc_20_50",
                        "pck_thresholds_mm", "pck"]
     json.dumps(m)  # plain floats and lists only
@@ -91,6 +94,9 @@ def test_auc_is_the_mean_of_per_keypoint_aucs():
     m = protocol.evaluate_pose(pred, gt)
     per_keypoint = [np.trapz((errors[:, j, None] <= T).mean(0), T) / 50.0 for j in range(K)]
     assert m["auc_0_50"] == pytest.approx(np.mean(per_keypoint))
+    u = np.linspace(20.0, 50.0, 20)
+    per_keypoint = [np.trapz((errors[:, j, None] <= u).mean(0), u) / 30.0 for j in range(K)]
+    assert m["auc_20_50"] == pytest.approx(np.mean(per_keypoint))
     assert m["epe_mean_mm"] == pytest.approx(errors.mean())
     assert m["epe_median_mm"] == pytest.approx(np.median(errors, axis=0).mean())
 
