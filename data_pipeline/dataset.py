@@ -1,5 +1,11 @@
 """The tf.data pipeline: pre-processed TFRecord shards on disk and the batched dataset builder.
 
+Splits (README "Data"): 'test' is the data set's test split, read only for evaluation. 'train'
+and 'val' share the data set's training split, carved by `validation_indices`: RHD and
+synthetic hold out a seeded VALIDATION_FRACTION of the training indices, STB the training
+sequence STB_VALIDATION_SEQUENCE. Validation steers training (plateaus, convergence, the
+TensorBoard curve), so the test split never does.
+
 Layout of the cache (one directory per data set, split and pre-processing setting):
 
   <cache_dir>/<data>-<split>-<hash>/          cache_dir defaults to <repo>/data/cache
@@ -8,15 +14,23 @@ Layout of the cache (one directory per data set, split and pre-processing settin
 
 <hash> covers the absolute data directory and its modification time (a regenerated data set
 gets a new cache), the split, the image size, the viewpoint-correction switch, the number of
-cloud candidates and CACHE_VERSION. The directory is written under a
-temporary name and renamed when complete, so an interrupted run never leaves a cache that looks
-complete. Records hold a PNG crop (uint8), the float16 cloud candidates and float32 keypoints;
-decoding, the per-step cloud sample, augmentation and heatmaps happen in the parallel map.
+cloud candidates, the validation carve-out, the labelled fraction (the 'train' split) and
+CACHE_VERSION. The directory is written under a temporary name and renamed when complete, so an
+interrupted run never leaves a cache that looks complete. Records hold a PNG crop (uint8), the
+float16 cloud candidates, float32 keypoints and whether the example is labelled; decoding, the
+per-step cloud sample, augmentation and heatmaps happen in the parallel map.
 
-Skipping rule: a sample whose reading or pre-processing raises DataError (corrupt file, empty
-hand mask, hand outside the image, too few depth points near the root) is left out of the cache;
-the writer prints each such message (the first ten) and the count, and records them in meta.json.
-An empty result is an error. Missing data directories are errors, never skipped.
+Weak supervision (paper Fig. 8): in the 'train' split the first round(labelled_fraction * n) of
+its n samples (by index) are labelled; the rest are pre-processed without their 3D label
+(preprocess.detect_hand) and scaled by the mean bone length of the labelled examples.
+
+Skipping rule: in 'train' and 'val', a sample whose reading or pre-processing raises DataError
+(corrupt file, empty hand mask, hand outside the image, too few depth points near the root) is
+left out of the cache. In 'test' every sample with an image and a label is kept (SPEC 6 scores
+all; the cloud may be empty), so only unreadable files or unusable labels are left out, and
+evaluate.py refuses such a cache. The writer prints each message (the first ten) and the count,
+and records them in meta.json. An empty result is an error. Missing data directories are
+errors, never skipped.
 """
 import hashlib
 import json
@@ -33,8 +47,14 @@ from data_pipeline import preprocess as preprocess_lib
 from data_pipeline.sample import NUM_KEYPOINTS, DataError
 
 DATASETS = ("synthetic", "rhd", "stb")
-SPLITS = ("train", "test")
-CACHE_VERSION = 1
+SPLITS = ("train", "val", "test")
+READER_SPLITS = ("train", "test")  # the data sets' own splits; 'val' is carved out of 'train'
+# 2: validation carve-out, labelled flag per record, every test sample kept.
+CACHE_VERSION = 2
+# The validation carve-out of the training split (module doc); part of the cache key.
+VALIDATION_FRACTION = 0.05
+VALIDATION_SEED = 2019
+STB_VALIDATION_SEQUENCE = "B6Random"
 SAMPLES_PER_SHARD = 512
 SHUFFLE_BUFFER = 1024  # serialized records (a 256-px PNG crop is ~0.1 MB)
 SYNTHETIC_SIZE = {"num_train": 2000, "num_test": 200, "seed": 0}
@@ -72,7 +92,8 @@ def _generate_synthetic(data_dir):
 
 
 def open_reader(data: str, split: str, data_dir: str | None = None):
-    """The raw-sample reader of a data set split (a sequence of RawSample).
+    """The raw-sample reader of a data set's own split, 'train' or 'test' (a sequence of
+    RawSample); 'val' is carved out of 'train' (`split_indices`).
 
     data='synthetic' reads the generated RHD-format set with the RHD reader, generating it first
     when data_dir does not exist.
@@ -81,7 +102,7 @@ def open_reader(data: str, split: str, data_dir: str | None = None):
       DataError: the data directory is missing or malformed (the message names the path).
     """
     _check_choice("data", data, DATASETS)
-    _check_choice("split", split, SPLITS)
+    _check_choice("split", split, READER_SPLITS)
     data_dir = data_dir or default_data_dir(data)
     if not os.path.isdir(data_dir) or not os.listdir(data_dir):
         if data == "synthetic":
@@ -96,14 +117,59 @@ def open_reader(data: str, split: str, data_dir: str | None = None):
     return RHDReader(data_dir, split)
 
 
+def validation_indices(data: str, reader) -> np.ndarray:
+    """The sorted positions in a training-split reader that form the validation split.
+
+    RHD and synthetic: a seeded VALIDATION_FRACTION of the positions (at least one), drawn with
+    VALIDATION_SEED, so the same data set always gives the same split. STB: every frame of
+    STB_VALIDATION_SEQUENCE (1,500 of the 15,000 training frames): consecutive frames are near
+    duplicates, so a whole sequence keeps validation frames from neighbouring training frames.
+
+    Raises:
+      DataError: the split would leave no training or no validation sample.
+    """
+    count = len(reader)
+    if data == "stb":
+        val = [i for i, (sequence, _) in enumerate(reader.sample_ids)
+               if sequence == STB_VALIDATION_SEQUENCE]
+        rule = f"the {STB_VALIDATION_SEQUENCE} sequence"
+    else:
+        size = max(1, int(round(VALIDATION_FRACTION * count)))
+        val = np.random.default_rng(VALIDATION_SEED).permutation(count)[:size]
+        rule = f"{VALIDATION_FRACTION:.0%} of the samples"
+    if not 0 < len(val) < count:
+        raise DataError(f"{data} training split ({count} samples): the validation split "
+                        f"({rule}) would leave {len(val)} validation and {count - len(val)} "
+                        f"training samples; both need at least one")
+    return np.sort(np.asarray(val, np.int64))
+
+
+def split_indices(data: str, split: str, reader) -> np.ndarray:
+    """The sorted reader positions of a split: 'train' and 'val' partition the training reader's
+    positions (`validation_indices`); 'test' is every position of the test reader."""
+    _check_choice("split", split, SPLITS)
+    everything = np.arange(len(reader), dtype=np.int64)
+    if split == "test":
+        return everything
+    val = validation_indices(data, reader)
+    return val if split == "val" else np.setdiff1d(everything, val)
+
+
 def cache_path(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
                view_correction: bool = True, cache_dir: str | None = None,
-               max_points: int = preprocess_lib.MAX_CLOUD_POINTS) -> str:
-    """The cache directory of one data set split and pre-processing setting (module doc)."""
+               max_points: int = preprocess_lib.MAX_CLOUD_POINTS,
+               labelled_fraction: float = 1.0) -> str:
+    """The cache directory of one data set split and pre-processing setting (module doc).
+
+    labelled_fraction matters only for 'train' (the other splits are fully labelled).
+    """
     data_dir = os.path.abspath(data_dir or default_data_dir(data))
     modified = os.stat(data_dir).st_mtime_ns if os.path.isdir(data_dir) else None
-    settings = {"data_dir": data_dir, "modified": modified, "split": split, "image_size": int(image_size),
+    settings = {"data_dir": data_dir, "modified": modified, "split": split,
+                "image_size": int(image_size),
                 "view_correction": bool(view_correction), "max_points": int(max_points),
+                "validation": [VALIDATION_FRACTION, VALIDATION_SEED, STB_VALIDATION_SEQUENCE],
+                "labelled_fraction": float(labelled_fraction) if split == "train" else None,
                 "version": CACHE_VERSION}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     root = cache_dir or os.path.join(REPO_ROOT, "data", "cache")
@@ -142,6 +208,7 @@ def serialize(example: preprocess_lib.Example, index: int) -> bytes:
         "R_view": _floats(example.R_view),
         "K_crop": _floats(example.K_crop),
         "hand": _ints([0 if example.hand == "left" else 1]),
+        "labelled": _ints([int(example.labelled)]),
         "index": _ints([index]),
     })).SerializeToString()
 
@@ -158,6 +225,7 @@ _FEATURES = {
     "R_view": tf.io.FixedLenFeature([3, 3], tf.float32),
     "K_crop": tf.io.FixedLenFeature([3, 3], tf.float32),
     "hand": tf.io.FixedLenFeature([], tf.int64),
+    "labelled": tf.io.FixedLenFeature([], tf.int64),
     "index": tf.io.FixedLenFeature([], tf.int64),
 }
 
@@ -175,18 +243,25 @@ def parse_record(record, image_size):
 
 def sample_cloud(cloud, num_points, seed):
     """Draws num_points of the (M, 3) candidates: without replacement when M >= num_points,
-    else with replacement (paper, section 4). seed: (2,) stateless seed."""
+    else with replacement (paper, section 4); zeros when M = 0 (a test sample without depth
+    points). seed: (2,) stateless seed."""
     count = tf.shape(cloud)[0]
 
     def without_replacement():
         order = tf.argsort(tf.random.stateless_uniform([count], seed))
-        return order[:num_points]
+        return tf.gather(cloud, order[:num_points])
 
     def with_replacement():
-        return tf.random.stateless_uniform([num_points], seed, 0, count, dtype=tf.int32)
+        picks = tf.random.stateless_uniform([num_points], seed, 0, tf.maximum(count, 1),
+                                            dtype=tf.int32)
+        return tf.gather(cloud, picks)
 
-    picks = tf.cond(count >= num_points, without_replacement, with_replacement)
-    return tf.ensure_shape(tf.gather(cloud, picks), [num_points, 3])
+    def empty():
+        return tf.zeros([num_points, 3], cloud.dtype)
+
+    picked = tf.case([(count >= num_points, without_replacement), (count > 0, with_replacement)],
+                     default=empty)
+    return tf.ensure_shape(picked, [num_points, 3])
 
 
 def model_inputs(features, key, *, image_size, num_points, augment, return_params=False):
@@ -202,7 +277,8 @@ def model_inputs(features, key, *, image_size, num_points, augment, return_param
 
     Returns:
       dict: image (S, S, 3), pose (21, 3), cloud (N, 3), heatmaps (S/4, S/4, 21), scale (),
-      visible (21,), index () int64; with return_params, (dict, params).
+      visible (21,), labelled () and has_cloud () float32 0/1, index () int64; with
+      return_params, (dict, params).
     """
     seeds = tf.random.experimental.stateless_split(key, num=2)
     image = tf.image.convert_image_dtype(features["image"], tf.float32)
@@ -216,7 +292,10 @@ def model_inputs(features, key, *, image_size, num_points, augment, return_param
     example = {
         "image": image, "pose": pose, "cloud": cloud,
         "heatmaps": augment_lib.heatmaps(keypoints_2d, image_size),
-        "scale": features["scale"], "visible": features["visible"], "index": features["index"],
+        "scale": features["scale"], "visible": features["visible"],
+        "labelled": tf.cast(features["labelled"], tf.float32),
+        "has_cloud": tf.cast(tf.shape(features["cloud"])[0] > 0, tf.float32),
+        "index": features["index"],
     }
     return (example, params) if return_params else example
 
@@ -225,14 +304,21 @@ def model_inputs(features, key, *, image_size, num_points, augment, return_param
 # Writing the cache.
 
 def write_shards(samples, out_dir: str, *, image_size: int, view_correction: bool,
+                 indices=None, num_labelled: int | None = None, keep_incomplete: bool = False,
                  max_points: int = preprocess_lib.MAX_CLOUD_POINTS, workers: int | None = None,
                  samples_per_shard: int = SAMPLES_PER_SHARD, name: str = "") -> dict:
-    """Pre-processes every sample into TFRecord shards in out_dir, atomically.
+    """Pre-processes samples into TFRecord shards in out_dir, atomically.
 
     Args:
       samples: a sequence of RawSample (a reader).
       out_dir: the cache directory to create (must not exist yet).
       image_size, view_correction, max_points: pre-processing settings.
+      indices: the positions in `samples` to pre-process, increasing; default all.
+      num_labelled: the first num_labelled of `indices` are labelled, the rest unlabelled,
+        scaled by the mean bone length of the labelled examples written (module doc); default
+        all labelled.
+      keep_incomplete: a test split: keep every sample with an image and a label
+        (preprocess.preprocess).
       workers: spawned processes for pre-processing (the samples are pickled to each); 1 runs
         in-process; default min(2, CPUs), or 1 below _MIN_POOL_SAMPLES samples.
       samples_per_shard: records per shard file.
@@ -242,9 +328,12 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
       The meta dict written to meta.json.
 
     Raises:
-      DataError: no sample could be pre-processed.
+      DataError: no sample could be pre-processed, or unlabelled samples but no labelled
+        example to take the mean bone length from.
     """
-    num_raw = len(samples)
+    indices = [int(i) for i in (range(len(samples)) if indices is None else indices)]
+    num_raw = len(indices)
+    num_labelled = num_raw if num_labelled is None else int(num_labelled)
     if workers is None:  # a pool costs more than it saves on a few samples
         workers = 1 if num_raw < _MIN_POOL_SAMPLES else min(2, os.cpu_count() or 1)
     tmp = f"{out_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
@@ -252,33 +341,54 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
     os.makedirs(tmp)
     label = name or out_dir
     print(f"pre-processing {label}: {num_raw} samples -> {out_dir}", flush=True)
-    settings = (samples, image_size, view_correction, max_points)
-    shards, skipped, written, writer, pool = [], [], 0, None, None
+    settings = (samples, image_size, view_correction, max_points, keep_incomplete)
+    shards, skipped, scales, written, writer, pool = [], [], [], 0, None, None
+    unlabelled_scale = None
+    step = max(1, num_raw // 20)
+
+    def run(tasks):
+        if pool is not None:
+            return pool.imap(preprocess_lib.preprocess_index, tasks, chunksize=4)
+        return (preprocess_lib.try_preprocess(samples, i, *settings[1:], unlabelled_scale=u)
+                for i, u in tasks)
+
     try:
         if workers > 1:
             # Spawned, not forked: this process already runs TensorFlow (see preprocess.py).
             pool = multiprocessing.get_context("spawn").Pool(
                 workers, initializer=preprocess_lib.init_worker, initargs=settings)
-            results = pool.imap(preprocess_lib.preprocess_index, range(num_raw), chunksize=4)
-        else:
-            results = (preprocess_lib.try_preprocess(samples, i, *settings[1:])
-                       for i in range(num_raw))
-        step = max(1, num_raw // 20)
-        for done, (index, example, error) in enumerate(results, 1):
-            if error is not None:
-                skipped.append([index, error])
-                if len(skipped) <= _MAX_REPORTED_SKIPS:
-                    print(f"  skipping sample {index}: {error}", flush=True)
+        done = 0
+        # Labelled samples first: their mean bone length scales the unlabelled ones. Both
+        # phases keep index order, since labelled indices come first.
+        for phase in ("labelled", "unlabelled"):
+            if phase == "labelled":
+                tasks = [(i, None) for i in indices[:num_labelled]]
             else:
-                if written % samples_per_shard == 0:
-                    if writer is not None:
-                        writer.close()
-                    shards.append(f"shard-{len(shards):05d}.tfrecord")
-                    writer = tf.io.TFRecordWriter(os.path.join(tmp, shards[-1]))
-                writer.write(serialize(example, index))
-                written += 1
-            if done % step == 0 or done == num_raw:
-                print(f"  {label}: {done}/{num_raw} pre-processed", flush=True)
+                tasks = [(i, unlabelled_scale) for i in indices[num_labelled:]]
+                if tasks and not scales:
+                    raise DataError(f"{label}: no labelled sample could be pre-processed, so the "
+                                    f"{len(tasks)} unlabelled ones have no mean bone length to "
+                                    f"be scaled by; raise --labelled_fraction")
+            for index, example, error in run(tasks):
+                done += 1
+                if error is not None:
+                    skipped.append([index, error])
+                    if len(skipped) <= _MAX_REPORTED_SKIPS:
+                        print(f"  skipping sample {index}: {error}", flush=True)
+                else:
+                    if example.labelled:
+                        scales.append(example.scale)
+                    if written % samples_per_shard == 0:
+                        if writer is not None:
+                            writer.close()
+                        shards.append(f"shard-{len(shards):05d}.tfrecord")
+                        writer = tf.io.TFRecordWriter(os.path.join(tmp, shards[-1]))
+                    writer.write(serialize(example, index))
+                    written += 1
+                if done % step == 0 or done == num_raw:
+                    print(f"  {label}: {done}/{num_raw} pre-processed", flush=True)
+            if phase == "labelled" and scales:
+                unlabelled_scale = float(np.mean(scales))
     except BaseException:
         if writer is not None:
             writer.close()
@@ -299,6 +409,8 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
     meta = {"num_examples": written, "num_raw": num_raw, "num_skipped": len(skipped),
             "skipped": skipped, "shards": shards, "image_size": image_size,
             "view_correction": view_correction, "max_points": max_points,
+            "keep_incomplete": keep_incomplete, "num_labelled": num_labelled,
+            "unlabelled_scale": unlabelled_scale if num_labelled < num_raw else None,
             "version": CACHE_VERSION}
     with open(os.path.join(tmp, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
@@ -317,51 +429,61 @@ def _read_meta(path):
 
 
 def prepare_cache(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
-                  view_correction: bool = True, cache_dir: str | None = None) -> tuple:
-    """Returns (cache directory, meta), pre-processing the split first if it is not cached."""
+                  view_correction: bool = True, cache_dir: str | None = None,
+                  labelled_fraction: float = 1.0) -> tuple:
+    """Returns (cache directory, meta), pre-processing the split first if it is not cached.
+
+    'train' and 'val' read the data set's training split, 'test' its test split (module doc);
+    labelled_fraction applies to 'train' only.
+    """
     _check_choice("data", data, DATASETS)
     _check_choice("split", split, SPLITS)
     if image_size < 8 or image_size % augment_lib.HEATMAP_STRIDE:
         raise ValueError(f"--image_size must be a multiple of {augment_lib.HEATMAP_STRIDE} "
                          f"and at least 8, got {image_size}")
+    if not 0.0 <= labelled_fraction <= 1.0:
+        raise ValueError(f"--labelled_fraction must be in [0, 1], got {labelled_fraction}")
+    reader_split = "test" if split == "test" else "train"
     data_dir = data_dir or default_data_dir(data)
     reader = None
     if not os.path.isdir(data_dir) or not os.listdir(data_dir):  # generates synthetic, or raises
-        reader = open_reader(data, split, data_dir)
+        reader = open_reader(data, reader_split, data_dir)
     path = cache_path(data, split, data_dir, image_size=image_size,
-                      view_correction=view_correction, cache_dir=cache_dir)
+                      view_correction=view_correction, cache_dir=cache_dir,
+                      labelled_fraction=labelled_fraction)
     if not os.path.isfile(os.path.join(path, "meta.json")):
         if reader is None:
-            reader = open_reader(data, split, data_dir)
+            reader = open_reader(data, reader_split, data_dir)
+        indices = split_indices(data, split, reader)
+        num_labelled = (int(round(labelled_fraction * len(indices))) if split == "train"
+                        else len(indices))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_shards(reader, path, image_size=image_size, view_correction=view_correction,
-                     name=f"{data} {split}")
+                     indices=indices, num_labelled=num_labelled,
+                     keep_incomplete=split == "test", name=f"{data} {split}")
     return path, _read_meta(path)
 
 
 def dataset_size(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
-                 view_correction: bool = True, cache_dir: str | None = None) -> int:
-    """Number of examples build_dataset yields per epoch (raw samples minus skipped ones)."""
+                 view_correction: bool = True, cache_dir: str | None = None,
+                 labelled_fraction: float = 1.0) -> int:
+    """Number of examples build_dataset yields per epoch (the split's samples minus skipped
+    ones)."""
     return prepare_cache(data, split, data_dir, image_size=image_size,
-                         view_correction=view_correction, cache_dir=cache_dir)[1]["num_examples"]
+                         view_correction=view_correction, cache_dir=cache_dir,
+                         labelled_fraction=labelled_fraction)[1]["num_examples"]
 
 
-def dataset_from_cache(path: str, meta: dict, *, split: str, batch_size: int = 32,
-                       augment: bool = False, num_points: int = 256, shuffle: bool = False,
-                       repeat: bool = False, seed: int = 0, deterministic: bool = False,
-                       labelled_fraction: float = 1.0,
+def dataset_from_cache(path: str, meta: dict, *, batch_size: int = 32, augment: bool = False,
+                       num_points: int = 256, shuffle: bool = False, repeat: bool = False,
+                       seed: int = 0, deterministic: bool = False,
                        drop_remainder: bool = False) -> tf.data.Dataset:
     """The batched dataset over one cache directory (arguments as in `build_dataset`)."""
     if batch_size < 1:
         raise ValueError(f"--batch_size must be positive, got {batch_size}")
     if num_points < 1:
         raise ValueError(f"num_points must be positive, got {num_points}")
-    if not 0.0 <= labelled_fraction <= 1.0:
-        raise ValueError(f"--labelled_fraction must be in [0, 1], got {labelled_fraction}")
     image_size = meta["image_size"]
-    # Weak supervision (paper Fig. 8): the first fraction of the training split by sample index.
-    num_labelled = (int(round(labelled_fraction * meta["num_raw"])) if split == "train"
-                    else meta["num_raw"])
     files = [os.path.join(path, shard) for shard in meta["shards"]]
 
     if shuffle:
@@ -377,10 +499,8 @@ def dataset_from_cache(path: str, meta: dict, *, split: str, batch_size: int = 3
 
     def to_example(counter, record):
         key = tf.stack([tf.constant(seed, tf.int64), counter])
-        example = model_inputs(parse_record(record, image_size), key, image_size=image_size,
-                               num_points=num_points, augment=augment)
-        example["labelled"] = tf.cast(example["index"] < num_labelled, tf.float32)
-        return example
+        return model_inputs(parse_record(record, image_size), key, image_size=image_size,
+                            num_points=num_points, augment=augment)
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -400,7 +520,7 @@ def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_s
 
     Args:
       data: 'synthetic', 'rhd' or 'stb'.
-      split: 'train' or 'test'.
+      split: 'train', 'val' (both from the training split) or 'test' (module doc).
       data_dir: the data set's directory; default `default_data_dir(data)`.
       image_size: crop side S (multiple of 4).
       batch_size: B.
@@ -410,24 +530,27 @@ def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_s
       shuffle, repeat: shuffle records (seeded) / repeat forever.
       seed: seed of shuffles, cloud sampling and augmentation (stateless, keyed by element).
       deterministic: fixed element order despite parallel reading and mapping.
-      labelled_fraction: training samples with index < fraction * num_raw are labelled.
+      labelled_fraction: 'train' only: the first round(fraction * n) of its n samples keep their
+        3D label; the rest are pre-processed without it (module doc).
       cache_dir: root of the cache; default <repo>/data/cache.
       drop_remainder: drop a last partial batch.
 
     Returns:
       tf.data.Dataset of dicts: image (B, S, S, 3) float32 in [0, 1]; pose (B, 21, 3) and
-      cloud (B, N, 3) float32, R_view (X - root) / scale after augmentation; heatmaps
-      (B, S/4, S/4, 21) float32, 1 at the keypoint; scale (B,) float32 metres; visible (B, 21)
-      float32 0/1; labelled (B,) float32 0/1 (always 1 for 'test'); index (B,) int64.
+      cloud (B, N, 3) float32, R_view (X - root) / scale after augmentation (an unlabelled
+      example's pose is zeros; a test example without depth points has a zero cloud);
+      heatmaps (B, S/4, S/4, 21) float32, 1 at the keypoint; scale (B,) float32 metres;
+      visible (B, 21) float32 0/1; labelled (B,) float32 0/1 (always 1 outside 'train');
+      has_cloud (B,) float32 0/1 (0 only in 'test'); index (B,) int64, the sample's position in
+      the data set's split ('train' and 'val' share the training split's positions).
 
     Raises:
       DataError: the data is missing or malformed, or no sample is usable.
       ValueError: an argument is out of range.
     """
     path, meta = prepare_cache(data, split, data_dir, image_size=image_size,
-                               view_correction=view_correction, cache_dir=cache_dir)
-    return dataset_from_cache(path, meta, split=split, batch_size=batch_size, augment=augment,
+                               view_correction=view_correction, cache_dir=cache_dir,
+                               labelled_fraction=labelled_fraction)
+    return dataset_from_cache(path, meta, batch_size=batch_size, augment=augment,
                               num_points=num_points, shuffle=shuffle, repeat=repeat, seed=seed,
-                              deterministic=deterministic, labelled_fraction=labelled_fraction,
-                              drop_remainder=drop_remainder)
-
+                              deterministic=deterministic, drop_remainder=drop_remainder)

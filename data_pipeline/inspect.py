@@ -53,7 +53,8 @@ def inspect_sample(data, split, index, *, data_dir=None, image_size=256, view_co
     if not 0 <= index < len(reader):
         raise ValueError(f"--index={index} is out of range: the {split} split of {data} has "
                          f"{len(reader)} samples")
-    example = preprocess.preprocess(reader[index], image_size, view_correction, seed=index)
+    example = preprocess.preprocess(reader[index], image_size, view_correction, seed=index,
+                                    keep_incomplete=split == "test")  # as the test cache
     features = dataset.parse_record(tf.constant(dataset.serialize(example, index)), image_size)
     inputs, params = dataset.model_inputs(
         features, tf.constant([seed, index], tf.int64), image_size=image_size,
@@ -106,7 +107,8 @@ def define_flags():
     `inspect_sample` never clashes with other entry points' flags)."""
     flags.DEFINE_enum("data", "synthetic", ["synthetic", "rhd", "stb"], "Data set.")
     flags.DEFINE_string("data_dir", None, "Data set directory (default: data/<set> in the repo).")
-    flags.DEFINE_enum("split", "train", ["train", "test"], "Split.")
+    flags.DEFINE_enum("split", "train", ["train", "test"],
+                      "The data set's split (train: validation samples included).")
     flags.DEFINE_integer("index", None, "Sample index within the split.", lower_bound=0)
     flags.DEFINE_string("out", None, "Output .npz file.")
     flags.DEFINE_bool("augment", False, "Apply one training augmentation.")

@@ -6,7 +6,8 @@ Layout under the root:
                'K': (3, 3)}}, keypoints 0-20 the left hand, 21-41 the right, canonical order.
   {training,evaluation}/{color,depth,mask}/%05d.png
 Colour, depth and mask come from one camera, so K_color = K_depth = K and depth_to_color is the
-identity. Only the dominant hand of a frame (the one with more mask pixels) is returned.
+identity. Only the dominant hand of a frame (the one with more mask pixels) is returned; a
+training frame without hand pixels is an error, an evaluation frame keeps its (empty) mask.
 """
 import collections.abc
 import operator
@@ -163,7 +164,9 @@ class RHDReader(collections.abc.Sequence):
                 raise DataError(f"{path}: size {shape} differs from the colour image "
                                 f"{color.shape[:2]} ({color_path})")
         hand, hand_mask = dominant_hand(labels)
-        if not hand_mask.any():
+        # The evaluation split keeps such a sample: SPEC 6 scores every test sample, and
+        # pre-processing crops it by its keypoints instead.
+        if not hand_mask.any() and self.split != "test":
             raise DataError(f"{mask_path}: the mask has no hand pixels (labels 2-33)")
         hand_rows = slice(0, NUM_KEYPOINTS) if hand == "left" else slice(NUM_KEYPOINTS, None)
         keypoints = xyz[hand_rows]

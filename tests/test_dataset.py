@@ -1,4 +1,5 @@
 """The on-disk cache and the tf.data builder, on tiny hand-made samples (no reader needed)."""
+import dataclasses
 import os
 
 import numpy as np
@@ -46,25 +47,34 @@ def _build(data_dir, cache_dir, split="train", **kwargs):
     return dataset.build_dataset("synthetic", split, **args)
 
 
+def _train_indices(n=7, bad=(3,)):
+    """The training split's usable positions among `_samples(n, bad)` (validation carved out)."""
+    val = dataset.validation_indices("synthetic", _samples(n, bad))
+    return [i for i in range(n) if i not in val and i not in bad]
+
+
 def test_batches_have_the_contract_shapes_and_dtypes(fake_reader, tmp_path, capsys):
     data_dir, _ = fake_reader
     ds = _build(data_dir, str(tmp_path / "cache"), num_points=50, augment=True)
     out = capsys.readouterr().out
+    assert _train_indices() == [0, 1, 4, 5, 6]  # sample 2 validates, sample 3 is unusable
     assert "skipping sample 3: color/00003.png: the hand mask is empty" in out
-    assert "skipped 1 of 7 samples" in out
+    assert "skipped 1 of 6 samples" in out
     batches = list(ds)
-    assert [int(b["image"].shape[0]) for b in batches] == [3, 3]
+    assert [int(b["image"].shape[0]) for b in batches] == [3, 2]
     b = batches[0]
     expected = {"image": ((3, S, S, 3), tf.float32), "pose": ((3, 21, 3), tf.float32),
                 "cloud": ((3, 50, 3), tf.float32), "heatmaps": ((3, S // 4, S // 4, 21), tf.float32),
                 "scale": ((3,), tf.float32), "visible": ((3, 21), tf.float32),
-                "labelled": ((3,), tf.float32), "index": ((3,), tf.int64)}
+                "labelled": ((3,), tf.float32), "has_cloud": ((3,), tf.float32),
+                "index": ((3,), tf.int64)}
     for key, (shape, dtype) in expected.items():
         assert tuple(b[key].shape) == shape, key
         assert b[key].dtype == dtype, key
     assert set(b) == set(expected)
     assert 0.0 <= float(tf.reduce_min(b["image"])) and float(tf.reduce_max(b["image"])) <= 1.0
-    np.testing.assert_array_equal(np.concatenate([x["index"] for x in batches]), [0, 1, 2, 4, 5, 6])
+    np.testing.assert_array_equal(np.concatenate([x["index"] for x in batches]), _train_indices())
+    np.testing.assert_array_equal(b["has_cloud"], 1.0)
     # Normalisation survives augmentation: root at 0, unit 11-12 bone.
     np.testing.assert_allclose(b["pose"][:, 12], 0.0, atol=1e-6)
     np.testing.assert_allclose(tf.norm(b["pose"][:, 12] - b["pose"][:, 11], axis=-1), 1.0,
@@ -82,11 +92,61 @@ def test_pose_matches_the_preprocessed_sample(fake_reader, tmp_path):
     np.testing.assert_array_equal(batch["labelled"], 1.0)
 
 
-def test_labelled_fraction_marks_the_first_samples_by_index(fake_reader, tmp_path):
+def test_labelled_fraction_marks_the_first_training_samples_by_index(fake_reader, tmp_path):
     data_dir, _ = fake_reader
-    ds = _build(data_dir, str(tmp_path / "cache"), labelled_fraction=0.5, batch_size=10)
+    cache = str(tmp_path / "cache")
+    ds = _build(data_dir, cache, labelled_fraction=0.5, batch_size=10)
     b = next(iter(ds))
-    np.testing.assert_array_equal(b["labelled"], (b["index"].numpy() < 4).astype(np.float32))
+    # Training positions 0, 1, 3 | 4, 5, 6: the first half keep their label (3 is unusable).
+    np.testing.assert_array_equal(b["index"], [0, 1, 4, 5, 6])
+    np.testing.assert_array_equal(b["labelled"], [1, 1, 0, 0, 0])
+    # Unlabelled examples carry no pose and the labelled examples' mean bone length.
+    np.testing.assert_array_equal(b["pose"][2:], 0.0)
+    np.testing.assert_array_equal(b["visible"][2:], 0.0)
+    np.testing.assert_allclose(b["scale"][2:], np.mean(b["scale"][:2]), rtol=1e-6)
+    path, meta = dataset.prepare_cache("synthetic", "train", data_dir, image_size=S,
+                                       cache_dir=cache, labelled_fraction=0.5)
+    assert (meta["num_labelled"], meta["unlabelled_scale"]) == (3, pytest.approx(
+        float(np.mean(b["scale"][:2])), rel=1e-6))
+    assert path != dataset.cache_path("synthetic", "train", data_dir, image_size=S,
+                                      cache_dir=cache)
+    # Validation is always labelled.
+    val = next(iter(_build(data_dir, cache, split="val", labelled_fraction=0.5)))
+    np.testing.assert_array_equal(val["labelled"], 1.0)
+
+
+def test_unlabelled_records_do_not_depend_on_the_3d_label(tmp_path):
+    """Two copies of an unlabelled sample that differ only in their 3D keypoints give identical
+    training inputs: the same record, byte for byte."""
+    labelled = make_sample(seed=0, source="a.png")
+    unlabelled = make_sample(seed=1, source="b.png", root=(0.03, 0.01, 0.45))
+    moved = dataclasses.replace(
+        unlabelled, keypoints=make_sample(seed=2, root=(0.06, -0.02, 0.47)).keypoints)
+    records = []
+    for name, sample in (("a", unlabelled), ("b", moved)):
+        meta = dataset.write_shards([labelled, sample], str(tmp_path / name), image_size=S,
+                                    view_correction=True, num_labelled=1, workers=1)
+        assert meta["num_examples"] == 2
+        records.append([r.numpy() for r in tf.data.TFRecordDataset(
+            str(tmp_path / name / meta["shards"][0]))])
+    assert records[0][0] == records[1][0]  # the labelled sample
+    assert records[0][1] == records[1][1]
+    # Fully labelled, the same two samples differ.
+    labelled_records = []
+    for name, sample in (("c", unlabelled), ("d", moved)):
+        meta = dataset.write_shards([labelled, sample], str(tmp_path / name), image_size=S,
+                                    view_correction=True, workers=1)
+        labelled_records.append([r.numpy() for r in tf.data.TFRecordDataset(
+            str(tmp_path / name / meta["shards"][0]))][1])
+    assert labelled_records[0] != labelled_records[1]
+
+
+def test_unlabelled_samples_need_a_labelled_one(tmp_path):
+    samples = _samples(3, bad=(0,))
+    with pytest.raises(DataError, match="no labelled sample.*--labelled_fraction"):
+        dataset.write_shards(samples, str(tmp_path / "u"), image_size=S, view_correction=True,
+                             num_labelled=1, workers=1)
+    assert not os.path.exists(tmp_path / "u")
 
 
 def test_deterministic_builds_repeat_exactly(fake_reader, tmp_path):
@@ -101,7 +161,7 @@ def test_deterministic_builds_repeat_exactly(fake_reader, tmp_path):
     other = next(iter(_build(data_dir, str(tmp_path / "cache"), **{**kwargs, "seed": 4})))
     assert not np.array_equal(other["image"], first[0]["image"])
     indices = np.concatenate([b["index"] for b in first])
-    assert sorted(indices[:6]) == [0, 1, 2, 4, 5, 6]
+    assert sorted(indices[:5]) == _train_indices()
 
 
 def test_cache_is_reused_and_keyed_by_settings(fake_reader, tmp_path):
@@ -112,7 +172,7 @@ def test_cache_is_reused_and_keyed_by_settings(fake_reader, tmp_path):
     _build(data_dir, cache, augment=True, batch_size=2)  # same pre-processing: no re-read
     assert len(calls) == 1
     assert dataset.dataset_size("synthetic", "train", data_dir, image_size=S,
-                                cache_dir=cache) == 6
+                                cache_dir=cache) == 5
     _build(data_dir, cache, view_correction=False)  # another setting: another cache
     assert len(calls) == 2
     assert sorted(p for p in os.listdir(cache)) == sorted(
@@ -137,11 +197,11 @@ def test_an_interrupted_write_leaves_no_complete_looking_cache(tmp_path, monkeyp
 
 def test_parallel_writer_matches_the_serial_one(tmp_path):
     samples = _samples(5)
-    serial = dataset.write_shards(samples, str(tmp_path / "a"), image_size=S,
-                                  view_correction=True, workers=1, samples_per_shard=2)
-    parallel = dataset.write_shards(samples, str(tmp_path / "b"), image_size=S,
-                                    view_correction=True, workers=2, samples_per_shard=2)
+    kwargs = dict(image_size=S, view_correction=True, samples_per_shard=2, num_labelled=2)
+    serial = dataset.write_shards(samples, str(tmp_path / "a"), workers=1, **kwargs)
+    parallel = dataset.write_shards(samples, str(tmp_path / "b"), workers=2, **kwargs)
     assert serial == parallel and serial["num_examples"] == 4 and len(serial["shards"]) == 2
+    assert serial["unlabelled_scale"] > 0
     for shard in serial["shards"]:
         a = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "a" / shard))]
         b = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "b" / shard))]
@@ -166,7 +226,9 @@ def test_bad_arguments_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="--data"):
         dataset.build_dataset("mnist", "train")
     with pytest.raises(ValueError, match="--split"):
-        dataset.build_dataset("rhd", "val")
+        dataset.build_dataset("rhd", "validation")
+    with pytest.raises(ValueError, match="--labelled_fraction"):
+        dataset.build_dataset("rhd", "train", labelled_fraction=1.5, data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="--image_size"):
         dataset.build_dataset("rhd", "train", image_size=30, data_dir=str(tmp_path))
 
@@ -179,6 +241,8 @@ def test_sample_cloud_with_and_without_replacement():
     many = dataset.sample_cloud(cloud, 25, seed).numpy()
     assert many.shape == (25, 3)
     assert {tuple(p) for p in many} <= {tuple(p) for p in cloud.numpy()}
+    # A test sample without depth points.
+    np.testing.assert_array_equal(dataset.sample_cloud(tf.zeros([0, 3]), 4, seed), np.zeros((4, 3)))
 
 
 def test_default_data_dirs_live_under_the_repo():
@@ -195,7 +259,9 @@ def test_end_to_end_through_the_readers(tmp_path, fmt, data):
     data_dir = str(tmp_path / fmt)
     synthetic.generate(fmt, data_dir, 10, 2, seed=2, workers=1)
     cache = str(tmp_path / "cache")
-    assert dataset.dataset_size(data, "train", data_dir, image_size=S, cache_dir=cache) == 10
+    # One of the ten validates (RHD: a seeded 5%, at least one; STB: the B6Random frame).
+    assert dataset.dataset_size(data, "train", data_dir, image_size=S, cache_dir=cache) == 9
+    assert dataset.dataset_size(data, "val", data_dir, image_size=S, cache_dir=cache) == 1
     batch = next(iter(dataset.build_dataset(data, "train", data_dir=data_dir, image_size=S,
                                             batch_size=4, cache_dir=cache)))
     assert tuple(batch["image"].shape) == (4, S, S, 3)
@@ -218,8 +284,8 @@ def test_a_corrupt_file_is_skipped_with_its_name_and_the_count(tmp_path, capsys)
                                batch_size=8, cache_dir=str(tmp_path / "cache"))
     out = capsys.readouterr().out
     assert f"skipping sample 1: {corrupt}" in out
-    assert "skipped 1 of 4 samples" in out
-    np.testing.assert_array_equal(next(iter(ds))["index"], [0, 2, 3])
+    assert "skipped 1 of 3 samples" in out  # sample 3 validates
+    np.testing.assert_array_equal(next(iter(ds))["index"], [0, 2])
 
 
 def test_a_changed_data_directory_gets_a_new_cache(fake_reader, tmp_path):
@@ -229,3 +295,67 @@ def test_a_changed_data_directory_gets_a_new_cache(fake_reader, tmp_path):
     os.utime(data_dir, ns=(0, 10**18))  # as after regenerating the set in place
     _build(data_dir, cache)
     assert len(calls) == 2
+
+
+class _STBLikeReader(list):
+    """A training reader with STB's sample_ids: (sequence, frame) per position."""
+
+    def __init__(self, frames):
+        super().__init__(range(sum(frames.values())))
+        self.sample_ids = tuple((seq, f) for seq, n in frames.items() for f in range(n))
+
+
+@pytest.mark.parametrize("count", [2, 7, 40, 1000])
+def test_validation_and_training_indices_partition_the_training_split(count):
+    reader = list(range(count))
+    train = dataset.split_indices("rhd", "train", reader)
+    val = dataset.split_indices("rhd", "val", reader)
+    assert len(val) == max(1, round(0.05 * count))
+    assert not set(train) & set(val)
+    assert sorted(set(train) | set(val)) == list(range(count))
+    np.testing.assert_array_equal(val, dataset.validation_indices("synthetic", reader))  # fixed
+    np.testing.assert_array_equal(dataset.split_indices("rhd", "test", reader), np.arange(count))
+
+
+def test_stb_validates_on_one_training_sequence():
+    frames = {f"B{b}{kind}": 3 for b in range(2, 7) for kind in ("Counting", "Random")}
+    reader = _STBLikeReader(frames)
+    val = dataset.split_indices("stb", "val", reader)
+    train = dataset.split_indices("stb", "train", reader)
+    assert [reader.sample_ids[i][0] for i in val] == ["B6Random"] * 3
+    assert "B6Random" not in {reader.sample_ids[i][0] for i in train}
+    assert sorted(set(train) | set(val)) == list(range(30)) and not set(train) & set(val)
+
+
+def test_a_training_split_too_small_to_carve_is_an_error():
+    with pytest.raises(DataError, match="1 samples.*0 training"):
+        dataset.validation_indices("rhd", [0])
+    with pytest.raises(DataError, match="B6Random.*0 validation"):
+        dataset.validation_indices("stb", _STBLikeReader({"B2Counting": 4}))
+
+
+def test_train_and_val_caches_partition_the_training_split(fake_reader, tmp_path):
+    data_dir, calls = fake_reader
+    cache = str(tmp_path / "cache")
+    indices = {split: np.concatenate([b["index"] for b in _build(data_dir, cache, split=split)])
+               for split in ("train", "val")}
+    assert set(indices["train"]).isdisjoint(indices["val"])
+    # Their union is the training split, less the unusable sample 3.
+    assert sorted(np.concatenate(list(indices.values()))) == [0, 1, 2, 4, 5, 6]
+    # Both come from the training reader; nothing of the test split is opened or cached.
+    assert calls == [("synthetic", "train")] * 2
+    assert sorted(name.split("-")[1] for name in os.listdir(cache)) == ["train", "val"]
+
+
+def test_the_test_split_keeps_every_sample(fake_reader, tmp_path, capsys):
+    data_dir, calls = fake_reader
+    path, meta = dataset.prepare_cache("synthetic", "test", data_dir, image_size=S,
+                                       cache_dir=str(tmp_path / "cache"))
+    assert calls == [("synthetic", "test")] and "skipping" not in capsys.readouterr().out
+    assert (meta["num_examples"], meta["num_raw"], meta["num_skipped"]) == (7, 7, 0)
+    batch = next(iter(dataset.dataset_from_cache(path, meta, batch_size=7, num_points=16)))
+    np.testing.assert_array_equal(batch["index"], np.arange(7))
+    # Sample 3 has no hand mask, so no cloud: its crop comes from the keypoints.
+    np.testing.assert_array_equal(batch["has_cloud"], [1, 1, 1, 0, 1, 1, 1])
+    np.testing.assert_array_equal(batch["cloud"][3], 0.0)
+    assert float(tf.reduce_max(batch["heatmaps"][3])) > 0.8

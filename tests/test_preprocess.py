@@ -5,6 +5,8 @@ camera at the root's depth, keypoints scattered over it, bright dots drawn at th
 projections, and a depth map ray-cast onto the disc (RHD-like: one camera and a mask; STB-like:
 a separate depth camera with its own intrinsics and extrinsics, no mask).
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,73 @@ def test_bad_samples_raise_data_error_naming_the_source():
     with pytest.raises(DataError, match="nodepth.png.*depth points"):
         preprocess.preprocess(make_sample(source="nodepth.png",
                                           depth_override=np.zeros((320, 320), np.float32)), 32)
+
+
+def test_test_examples_keep_what_training_skips():
+    # SPEC 6 scores every test sample: no hand pixels, a root outside the image and no depth
+    # near the root all still give an example, with whatever cloud there is.
+    no_mask = make_sample(source="empty.png", mask_override=np.zeros((320, 320), bool))
+    outside = make_sample(source="outside.png", root=(0.33, 0.0, 0.5))
+    no_depth = make_sample(source="nodepth.png", depth_override=np.zeros((320, 320), np.float32))
+    assert geometry.project(K_COLOR, outside.keypoints[12])[0] > 319
+    assert outside.hand_mask.any()
+    for sample in (no_mask, outside, no_depth):
+        with pytest.raises(DataError):
+            preprocess.preprocess(sample, 32)
+        ex = preprocess.preprocess(sample, 32, keep_incomplete=True)
+        assert ex.labelled and ex.image.shape == (32, 32, 3)
+        np.testing.assert_allclose(ex.keypoints_2d[12], [15.5, 15.5], atol=1e-4)
+        np.testing.assert_allclose(
+            ex.pose, (sample.keypoints - sample.keypoints[12]) @ ex.R_view.T / ex.scale,
+            atol=1e-6)
+    # Without a mask the crop comes from the keypoints, which all land inside it.
+    ex = preprocess.preprocess(no_mask, 32, keep_incomplete=True)
+    assert np.all((ex.keypoints_2d >= 0) & (ex.keypoints_2d <= 31))
+    assert ex.cloud.shape == (0, 3)
+    assert preprocess.preprocess(no_depth, 32, keep_incomplete=True).cloud.shape == (0, 3)
+    assert len(preprocess.preprocess(outside, 32, keep_incomplete=True).cloud) > 0
+
+
+@pytest.mark.parametrize("stereo", [False, True])
+def test_unlabelled_examples_do_not_depend_on_the_3d_label(stereo):
+    sample = make_sample(seed=4, stereo=stereo)
+    if stereo:
+        # STB's detector stand-in sees the keypoints' 2D box: move every keypoint along its
+        # camera ray, so the 3D label changes and the box does not.
+        other = dataclasses.replace(sample, keypoints=sample.keypoints * 1.15)
+    else:
+        other = dataclasses.replace(
+            sample, keypoints=make_sample(seed=5, root=(0.07, -0.01, 0.52)).keypoints)
+    # A labelled example's cloud is centred on the root and scaled by the bone: it differs.
+    clouds = [preprocess.preprocess(s, 32).cloud for s in (sample, other)]
+    assert clouds[0].shape != clouds[1].shape or not np.array_equal(*clouds)
+    a, b = (preprocess.preprocess(s, 32, unlabelled_scale=0.03) for s in (sample, other))
+    for field in dataclasses.fields(preprocess.Example):
+        np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name),
+                                      err_msg=field.name)
+    assert not a.labelled and a.scale == 0.03
+    for field in ("pose", "keypoints_2d", "visible", "pose_cam"):
+        assert not np.any(getattr(a, field)), field
+
+
+@pytest.mark.parametrize("stereo", [False, True])
+def test_unlabelled_centre_comes_from_the_hand_box_and_its_depth(stereo):
+    sample = make_sample(seed=6, stereo=stereo)
+    root = sample.keypoints[12]
+    ex = preprocess.preprocess(sample, 32, unlabelled_scale=0.03)
+    # The disc is flat at the root's depth, so the median depth of the hand is the root's.
+    assert ex.root[2] == pytest.approx(root[2], abs=1e-3)
+    if stereo:  # the keypoint box's centre, near the root
+        pixels = geometry.project(K_COLOR, sample.keypoints)
+        centre = (pixels.min(axis=0) + pixels.max(axis=0)) / 2
+        np.testing.assert_allclose(geometry.project(K_COLOR, ex.root), centre, atol=1e-6)
+    else:  # the mask box of a disc centred on the root: the root itself, to a pixel
+        assert np.linalg.norm(geometry.project(K_COLOR, ex.root)
+                              - geometry.project(K_COLOR, root)) < 1.0
+    np.testing.assert_allclose(ex.R_view @ ex.root, [0, 0, np.linalg.norm(ex.root)], atol=1e-12)
+    # The crop is centred on that centre, and the cloud is normalised by the given scale.
+    np.testing.assert_allclose(geometry.project(ex.K_crop, ex.R_view @ ex.root), [15.5, 15.5],
+                               atol=1e-6)
+    camera = ex.cloud.astype(np.float64) * 0.03 @ ex.R_view + ex.root
+    assert len(camera) >= preprocess.MIN_CLOUD_POINTS
+    np.testing.assert_allclose(camera[:, 2], root[2], atol=1e-5)

@@ -136,6 +136,25 @@ def test_rhd_split_dirs_and_known_broken_samples(tmp_path):
         rhd.RHDReader(root, "val")
 
 
+def test_rhd_evaluation_sample_without_hand_pixels_is_kept(tmp_path):
+    # SPEC 6 scores every test sample: the reader returns it, pre-processing crops it by its
+    # keypoints. A training sample without hand pixels stays an error (RHD_BROKEN below).
+    root = str(tmp_path)
+    _write_rhd(root, "evaluation", {5: "left", 6: "right"})
+    _write_png(os.path.join(root, "evaluation", "mask", "00005.png"),
+               np.ones((HEIGHT, WIDTH), np.uint8))
+    sample = rhd.RHDReader(root, "test")[0]
+    assert not sample.hand_mask.any() and sample.hand == "right"  # the tie rule
+    np.testing.assert_array_equal(sample.keypoints,
+                                  _rhd_keypoints(root, "evaluation", 5, "right"))
+
+
+def _rhd_keypoints(root, split_dir, sample_id, hand):
+    with open(os.path.join(root, split_dir, f"anno_{split_dir}.pickle"), "rb") as f:
+        xyz = pickle.load(f)[sample_id]["xyz"]
+    return xyz[slice(0, 21) if hand == "left" else slice(21, 42)]
+
+
 def _rhd_path(root, *parts):
     return os.path.join(root, "training", *parts)
 
