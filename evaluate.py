@@ -7,7 +7,8 @@ Two modes:
       runs/poe_synthetic_cpu/ckpt-800), predicts every sample of the split from RGB alone
       (z = mean of q(z|R)), and writes into --out (default <model_dir>/eval_<split>):
         metrics.json             EPE mean/median (mm), AUC 0-50 and 20-50, the PCK curve, and
-                                 strategy, data, split, num_samples, checkpoint
+                                 strategy, data, split, checkpoint, num_samples (scored),
+                                 split_size and complete (every sample scored)
         predictions.npz          pred, gt (M, 21, 3) mm, visible (M, 21), index (M,): rescoring it
                                  with --predictions gives the same metrics
         pck.png                  the PCK curve
@@ -18,6 +19,10 @@ Two modes:
       Scores saved predictions of any method, no model needed: keys pred and gt (M, 21, 3),
       root-relative, in mm, canonical keypoint order; optional visible (M, 21) 0/1.
       Writes DIR/metrics.json and DIR/pck.png.
+
+Every test sample is scored (SPEC 6): a test split of which any sample could not be
+pre-processed is an error, and so is scoring fewer samples than the split has, except with
+--max_batches. The test split is read only here (and by train.py --validate_on=test).
 
 Every file is written under a temporary name and renamed, so a failed run never leaves a
 half-written file in place of a good one (evaluation/report.py).
@@ -32,6 +37,9 @@ from absl import app, flags  # noqa: E402
 from evaluation import report  # noqa: E402
 
 FLAGS = flags.FLAGS
+# Test split sizes of the real data sets (SPEC 5): RHD's evaluation set, STB's B1Counting and
+# B1Random.
+PUBLISHED_TEST_SIZES = {"rhd": 2728, "stb": 3000}
 flags.DEFINE_string("predictions", None,
                     "An .npz of saved predictions (keys pred, gt: (M, 21, 3) mm; optional "
                     "visible: (M, 21)) to score without a model.")
@@ -42,7 +50,8 @@ flags.DEFINE_enum("data", None, ["synthetic", "rhd", "stb"],
 flags.DEFINE_string("data_dir", None,
                     "Data set root (default: the training run's when --data is unchanged, "
                     "else data/<name> in the repository).")
-flags.DEFINE_enum("split", "test", ["train", "test"], "Split to evaluate.")
+flags.DEFINE_enum("split", "test", ["train", "val", "test"],
+                  "Split to evaluate (val: held out of the training data for validation).")
 flags.DEFINE_string("out", None,
                     "Output directory (default for --ckpt: <model_dir>/eval_<split>; "
                     "required with --predictions).")
@@ -72,11 +81,14 @@ def evaluate_checkpoint(ckpt: str, *, data=None, data_dir=None, split: str = "te
     model, run_config, checkpoint = training.restore_model(ckpt)
     data_args, out_dir = report.evaluation_settings(run_config, ckpt, data=data, data_dir=data_dir,
                                                     split=split, out_dir=out_dir)
-    dataset = dataset_lib.build_dataset(**data_args, batch_size=batch_size, deterministic=True,
-                                        cache_dir=cache_dir)
+    num_points = data_args.pop("num_points")
+    cache, meta = dataset_lib.prepare_cache(**data_args, cache_dir=cache_dir)
+    report.require_every_test_sample(meta, split, cache)
+    dataset = dataset_lib.dataset_from_cache(cache, meta, batch_size=batch_size,
+                                             num_points=num_points, deterministic=True)
     return report.evaluate_restored(model, run_config, checkpoint, dataset,
                                     data=data_args["data"], split=split, out_dir=out_dir,
-                                    max_batches=max_batches,
+                                    split_size=meta["num_raw"], max_batches=max_batches,
                                     num_figure_samples=num_figure_samples,
                                     interpolation_steps=interpolation_steps)
 
@@ -108,7 +120,17 @@ def main(argv):
     except (FileNotFoundError, ValueError) as e:
         # DataError is a ValueError: missing or malformed data sets end here too.
         sys.exit(f"error: {e}")
-    print(f"{metrics['num_samples']} samples: EPE mean {metrics['epe_mean_mm']:.2f} mm, "
+    scored = f"{metrics['num_samples']} samples"
+    if "split_size" in metrics:
+        scored = (f"{metrics['data']} {metrics['split']}: {metrics['num_samples']} of "
+                  f"{metrics['split_size']} samples scored"
+                  + ("" if metrics["complete"] else " (partial: --max_batches)"))
+        published = PUBLISHED_TEST_SIZES.get(metrics["data"])
+        if metrics["split"] == "test" and published not in (None, metrics["split_size"]):
+            print(f"note: the published {metrics['data'].upper()} test split has {published:,} "
+                  f"samples, this one {metrics['split_size']:,}: its numbers are not comparable "
+                  f"with published ones")
+    print(f"{scored}: EPE mean {metrics['epe_mean_mm']:.2f} mm, "
           f"median {metrics['epe_median_mm']:.2f} mm, AUC 0-50 {metrics['auc_0_50']:.3f}, "
           f"AUC 20-50 {metrics['auc_20_50']:.3f}")
     for name, path in paths.items():

@@ -59,7 +59,8 @@ def define_flags():
     flags.DEFINE_string("data_dir", None, "Data set root (default: data/<name> in the repository).")
     flags.DEFINE_string("cache_dir", None, "Root of the pre-processed data cache "
                         "(default: data/cache in the repository).")
-    flags.DEFINE_enum("split", "test", ["train", "test"], "Split to predict.")
+    flags.DEFINE_enum("split", "test", ["train", "val", "test"],
+                      "Split to predict (the mean pose comes from train, which excludes val).")
     flags.DEFINE_integer("image_size", 64, "Crop size of the cache to read (poses do not "
                          "depend on it; pick one that is already cached).")
     flags.DEFINE_boolean("view_correction", True, "Poses in the viewpoint-corrected frame.")

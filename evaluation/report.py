@@ -38,7 +38,9 @@ def load_predictions(path: str):
 
     Raises:
       FileNotFoundError: no such file.
-      ValueError: not an .npz, a key missing, or a shape wrong (the message names the key).
+      ValueError: not an .npz, a key missing, a shape wrong (the message names the key), or a
+        pose not finite (the message names the sample: its row and, when the file has an
+        'index' key as evaluate.py writes, its index in the data set's split).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--predictions: {path} does not exist")
@@ -64,6 +66,19 @@ def load_predictions(path: str):
     if visible is not None and visible.shape != pred.shape[:2]:
         raise ValueError(f"--predictions: {path}: key 'visible' has shape {visible.shape}, "
                          f"expected {pred.shape[:2]}")
+    index = arrays.get("index")
+    if index is not None and index.shape != pred.shape[:1]:
+        raise ValueError(f"--predictions: {path}: key 'index' has shape {index.shape}, "
+                         f"expected {pred.shape[:1]}")
+    for key, value in (("pred", pred), ("gt", gt)):
+        bad = ~np.all(np.isfinite(value), axis=-1)  # (M, 21)
+        if bad.any():
+            row, keypoint = (int(i) for i in np.argwhere(bad)[0])
+            name = f"sample {row}" + ("" if index is None else f" (index {int(index[row])})")
+            raise ValueError(
+                f"--predictions: {path}: key '{key}' of {name} is not finite at keypoint "
+                f"{keypoint} ({value[row, keypoint].tolist()}); {int(bad.any(axis=1).sum())} "
+                f"of {value.shape[0]} samples have non-finite values")
     return pred, gt, visible
 
 
@@ -92,13 +107,21 @@ def score_predictions(path: str, out_dir: str):
 
 
 def _first_samples(dataset, count: int) -> dict:
-    """The first `count` samples of a batched dataset (fewer if it is shorter), as numpy."""
-    parts, have = [], 0
+    """The first `count` samples of a batched dataset that have a depth cloud (has_cloud, where
+    the batches say), as numpy; fewer if the dataset is shorter, the first ones regardless when
+    none has a cloud (a test sample may lack one)."""
+    with_cloud, first, have, first_have = [], [], 0, 0
     for batch in dataset:
-        parts.append({k: v.numpy() for k, v in batch.items()})
-        have += parts[-1]["image"].shape[0]
+        batch = {k: v.numpy() for k, v in batch.items()}
+        if first_have < count:
+            first.append(batch)
+            first_have += batch["image"].shape[0]
+        keep = batch["has_cloud"] > 0 if "has_cloud" in batch else slice(None)
+        with_cloud.append({k: v[keep] for k, v in batch.items()})
+        have += with_cloud[-1]["image"].shape[0]
         if have >= count:
             break
+    parts = with_cloud if have else first
     return {k: np.concatenate([p[k] for p in parts])[:count] for k in parts[0]}
 
 
@@ -165,9 +188,30 @@ def evaluation_settings(run_config: dict, ckpt: str, *, data=None, data_dir=None
                 view_correction=settings["view_correction"], num_points=num_points), out_dir
 
 
+def require_every_test_sample(meta: dict, split: str, cache: str) -> None:
+    """SPEC 6 scores every test sample: refuses a test-split cache that left any out.
+
+    Args:
+      meta: the cache's meta.json (data_pipeline.dataset.write_shards): num_raw samples in the
+        split, num_examples kept, skipped [[index, message], ...].
+      split: the evaluated split; other splits may skip unusable samples.
+      cache: the cache directory, for the message.
+
+    Raises:
+      ValueError: naming the count and the first samples left out, with their reasons.
+    """
+    if split != "test" or meta["num_examples"] >= meta["num_raw"]:
+        return
+    first = "; ".join(f"sample {index}: {message}" for index, message in meta["skipped"][:3])
+    raise ValueError(
+        f"the test split has {meta['num_raw']} samples but only {meta['num_examples']} could be "
+        f"pre-processed ({os.path.join(cache, 'meta.json')}); every test sample must be scored, "
+        f"so fix or restore the files of the {meta['num_skipped']} left out (first: {first})")
+
+
 def evaluate_restored(model, run_config: dict, checkpoint: str, dataset, *, data: str,
-                      split: str, out_dir: str, max_batches=None, num_figure_samples: int = 4,
-                      interpolation_steps: int = 8):
+                      split: str, out_dir: str, split_size: int, max_batches=None,
+                      num_figure_samples: int = 4, interpolation_steps: int = 8):
     """Mode 2 once the model and the dataset exist: predictions, metrics and every figure.
 
     Args:
@@ -177,19 +221,29 @@ def evaluate_restored(model, run_config: dict, checkpoint: str, dataset, *, data
       dataset: batched evaluation dataset (data_pipeline.dataset.build_dataset).
       data, split: recorded in metrics.json.
       out_dir: output directory.
+      split_size: the number of samples in the split (recorded beside the number scored).
       max_batches: stop after this many batches (None: all).
 
     Returns:
-      (metrics dict, {name: written path}).
+      (metrics dict, {name: written path}); metrics has num_samples (scored), split_size and
+      complete (whether every sample of the split was scored).
+
+    Raises:
+      ValueError: without max_batches, fewer samples of a test split were scored than it has.
     """
     from evaluation import inference  # pylint: disable=import-outside-toplevel
 
     predictions = inference.predict_dataset(model, dataset, max_batches=max_batches)
+    num_samples = int(predictions["pred_mm"].shape[0])
+    if split == "test" and max_batches is None and num_samples < split_size:
+        raise ValueError(f"scored {num_samples} of the {split_size} samples of the {data} test "
+                         f"split; every test sample must be scored")
     metrics = protocol.evaluate_pose(predictions["pred_mm"], predictions["gt_mm"],
                                      predictions["visible"])
     strategy = run_config.get("model", {}).get("strategy")
     metrics.update(strategy=strategy, data=data, split=split, checkpoint=checkpoint,
-                   num_samples=int(predictions["pred_mm"].shape[0]))
+                   num_samples=num_samples, split_size=int(split_size),
+                   complete=num_samples == split_size)
     paths = {"predictions": write_predictions(
         {"pred": predictions["pred_mm"], "gt": predictions["gt_mm"],
          "visible": predictions["visible"], "index": predictions["index"]},

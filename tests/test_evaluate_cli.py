@@ -82,8 +82,41 @@ def test_load_predictions_errors_name_the_problem(tmp_path):
     nan = pred.copy()
     nan[2, 0, 0] = np.inf
     np.savez(tmp_path / "nan.npz", pred=nan, gt=gt)
-    with pytest.raises(ValueError, match="nan.npz: pred has non-finite values"):
+    with pytest.raises(ValueError, match="nan.npz: key 'pred' of sample 2 is not finite at "
+                                         "keypoint 0"):
         report.score_predictions(str(tmp_path / "nan.npz"), str(tmp_path / "eval"))
+    np.savez(tmp_path / "index.npz", pred=pred, gt=gt, index=np.arange(3))
+    with pytest.raises(ValueError, match=r"key 'index' has shape \(3,\), expected \(4,\)"):
+        report.load_predictions(str(tmp_path / "index.npz"))
+
+
+def test_non_finite_predictions_are_refused_naming_the_sample(tmp_path):
+    pred, gt = _predictions(np.ones((4, K)))
+    pred[1, 7, 2] = np.nan
+    pred[3, 0, 0] = -np.inf
+    npz = tmp_path / "nan.npz"
+    np.savez(npz, pred=pred, gt=gt, index=np.array([10, 17, 23, 42]))
+    result = _evaluate(f"--predictions={npz}", f"--out={tmp_path / 'eval'}")
+    assert result.returncode != 0
+    assert (f"{npz}: key 'pred' of sample 1 (index 17) is not finite at keypoint 7"
+            in result.stderr), result.stderr
+    assert "2 of 4 samples have non-finite values" in result.stderr
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+    # The ground truth likewise.
+    gt[2, 20, 1] = np.inf
+    np.savez(npz, pred=_predictions(np.ones((4, K)))[0], gt=gt)
+    with pytest.raises(ValueError, match="key 'gt' of sample 2 is not finite at keypoint 20"):
+        report.load_predictions(str(npz))
+
+
+def test_a_test_split_that_left_out_samples_is_refused():
+    meta = {"num_raw": 5, "num_examples": 4, "num_skipped": 1,
+            "skipped": [[3, "color/00003.png: cannot be read"]]}
+    with pytest.raises(ValueError, match=r"test split has 5 samples but only 4 .*"
+                                         r"/cache/x/meta.json.*sample 3: color/00003.png"):
+        report.require_every_test_sample(meta, "test", "/cache/x")
+    report.require_every_test_sample(meta, "val", "/cache/x")  # training splits may skip
+    report.require_every_test_sample(dict(meta, num_examples=5), "test", "/cache/x")
 
 
 def test_mode_flags_are_checked(tmp_path):
@@ -148,16 +181,43 @@ def test_restored_model_is_evaluated_from_rgb_alone(tmp_path):
             "index": np.arange(5, dtype=np.int64)}
     ds = tf.data.Dataset.from_tensor_slices(data).batch(2)
     data_args, out_dir = report.evaluation_settings(run_config, str(model_dir))
+    with pytest.raises(ValueError, match="scored 5 of the 6 samples of the synthetic test"):
+        report.evaluate_restored(restored, run_config, path, ds, data="synthetic", split="test",
+                                 out_dir=out_dir, split_size=6)
     metrics, paths = report.evaluate_restored(
         restored, run_config, path, ds, data=data_args["data"], split="test", out_dir=out_dir,
-        num_figure_samples=2, interpolation_steps=3)
+        split_size=5, num_figure_samples=2, interpolation_steps=3)
     assert out_dir == str(model_dir / "eval_test")
     assert set(paths) == {"metrics", "predictions", "pck", "fig3", "fig4"}
     assert all(os.path.getsize(p) > 0 for p in paths.values())
     assert (metrics["strategy"], metrics["num_samples"], metrics["checkpoint"]) == (
         "poe", 5, checkpoint)
+    assert (metrics["split_size"], metrics["complete"]) == (5, True)
+    assert json.loads(open(paths["metrics"]).read())["split_size"] == 5
+    # --max_batches scores part of the split, and says so.
+    partial, _ = report.evaluate_restored(
+        restored, run_config, path, ds, data="synthetic", split="test",
+        out_dir=str(tmp_path / "partial"), split_size=5, max_batches=1, num_figure_samples=2,
+        interpolation_steps=3)
+    assert (partial["num_samples"], partial["split_size"], partial["complete"]) == (2, 5, False)
     # The saved predictions are the trained weights' RGB-only poses (z = mean), in mm.
     with np.load(paths["predictions"]) as saved:
         expected = model.predict_pose(tf.constant(data["image"]), training=False).numpy() * 10.0
         np.testing.assert_allclose(saved["pred"], expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(saved["gt"], data["pose"] * 10.0, rtol=1e-6)
+
+
+def test_figures_show_samples_that_have_a_cloud():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    def batches(has_cloud):
+        count = len(has_cloud)
+        return tf.data.Dataset.from_tensor_slices({
+            "image": np.zeros((count, 4, 4, 3), np.float32),
+            "has_cloud": np.asarray(has_cloud, np.float32),
+            "index": np.arange(count, dtype=np.int64)}).batch(2)
+
+    # Test samples may lack depth points; Fig. 3 draws the ground-truth cloud, so it skips them.
+    np.testing.assert_array_equal(report._first_samples(batches([0, 1, 0, 1, 1]), 2)["index"],
+                                  [1, 3])
+    np.testing.assert_array_equal(report._first_samples(batches([0, 0, 0]), 2)["index"], [0, 1])
