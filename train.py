@@ -6,6 +6,8 @@ r"""Trains one of the paper's four alignment strategies (S1-S4, Eqs. 1-4).
 
 Re-running the same command resumes from the newest checkpoint in --model_dir.
 Open TensorBoard on --model_dir to see every loss term, beta, the learning rate and validation EPE.
+Validation (plateaus, convergence, the TensorBoard curve) uses the 'val' split carved out of the
+training data (data_pipeline/dataset.py); the test split is not read unless --validate_on=test.
 """
 import os
 import sys
@@ -38,7 +40,13 @@ flags.DEFINE_float("learning_rate", None, "Override Adam's initial learning rate
 flags.DEFINE_boolean("view_correction", True, "Rotate the camera onto the hand (paper Fig. 5).")
 flags.DEFINE_float("labelled_fraction", 1.0,
                    "Weak supervision (paper Fig. 8): the first fraction of training samples keep "
-                   "their 3D pose, the rest train with RGB and point cloud only.")
+                   "their 3D pose, the rest train with RGB and point cloud only, cropped, "
+                   "centred and scaled without their 3D label.")
+flags.DEFINE_enum("validate_on", "val", ["val", "test"],
+                  "Split whose EPE drives the learning-rate plateaus, convergence and the "
+                  "TensorBoard validation curve: val, held out of the training data (README, "
+                  "Data), or test, which lets the test split choose the model, so that its "
+                  "numbers are no longer test numbers.")
 flags.DEFINE_integer("checkpoint_every", None, "Override the preset's checkpoint cadence (steps).")
 flags.DEFINE_integer("eval_every", None, "Override the preset's validation cadence (steps).")
 flags.DEFINE_integer("seed", 0, "Seed for weights, shuffling and augmentation.")
@@ -80,11 +88,16 @@ def main(argv):
             FLAGS.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
             repeat=True, drop_remainder=True, labelled_fraction=train_cfg.labelled_fraction,
             **common)
-        val_ds = dataset.build_dataset(FLAGS.data, "test", batch_size=train_cfg.batch_size,
-                                       **common)
+        val_ds = dataset.build_dataset(FLAGS.data, FLAGS.validate_on,
+                                       batch_size=train_cfg.batch_size, **common)
+        num_val = dataset.dataset_size(FLAGS.data, FLAGS.validate_on, data_dir,
+                                       image_size=train_cfg.image_size,
+                                       view_correction=train_cfg.view_correction,
+                                       cache_dir=FLAGS.cache_dir)
         training.save_run_config(model_dir, {
             "model": model_cfg.to_dict(), "data": data_settings,
-            "train": {k: v for k, v in vars(train_cfg).items()}})
+            "train": {k: v for k, v in vars(train_cfg).items()},
+            "validation": {"split": FLAGS.validate_on, "num_examples": num_val}})
     except (DataError, ValueError) as e:
         sys.exit(f"error: {e}")
     if train_cfg.eval_batches:
@@ -99,6 +112,9 @@ def main(argv):
     print(f"{'resuming from ' + resumed if resumed else 'starting'}: strategy={FLAGS.strategy} "
           f"data={FLAGS.data} preset={FLAGS.preset} model_dir={model_dir} "
           f"devices={trainer.distribution.extended.worker_devices}")
+    print(f"validating on the {FLAGS.validate_on} split ({num_val} samples"
+          + (f", {train_cfg.eval_batches} batches per validation)" if train_cfg.eval_batches
+             else ")"))
     metrics = trainer.fit(train_ds, validate=validate, sample_images=sample_images)
     summary = (", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                or f"nothing to train, --max_steps={train_cfg.max_steps} already reached")

@@ -28,15 +28,23 @@ def test_train_resume_and_evaluate(tmp_path):
     first = _run("train.py", "--strategy=poe", *common)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "starting" in first.stdout
+    assert "validating on the val split (1 samples" in first.stdout
     assert os.path.exists(os.path.join(model_dir, "ckpt-4.index"))
     config = json.load(open(os.path.join(model_dir, "config.json")))
     assert config["model"]["strategy"] == "poe" and config["train"]["max_steps"] == 4
+    assert config["validation"] == {"split": "val", "num_examples": 1}
+    # Training never reads the test split: only the training and validation caches exist.
+    assert sorted(name.split("-")[1] for name in os.listdir(cache_dir)) == ["train", "val"]
     assert any(f.startswith("events.") for f in os.listdir(os.path.join(model_dir, "train")))
 
-    resumed = _run("train.py", "--strategy=poe", "--max_steps=6", *common)
+    # Validating on the test split takes an explicit flag.
+    resumed = _run("train.py", "--strategy=poe", "--max_steps=6", "--validate_on=test", *common)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout and "ckpt-4" in resumed.stdout
     assert "done at step 6" in resumed.stdout
+    assert "validating on the test split (4 samples" in resumed.stdout
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    assert config["validation"] == {"split": "test", "num_examples": 4}
 
     changed = _run("train.py", "--strategy=kl", *common)
     assert changed.returncode != 0
@@ -48,7 +56,8 @@ def test_train_resume_and_evaluate(tmp_path):
                      f"--out={out}", "--batch_size=4")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     metrics = json.load(open(os.path.join(out, "metrics.json")))
-    assert metrics["num_samples"] == 4
+    assert (metrics["num_samples"], metrics["split_size"], metrics["complete"]) == (4, 4, True)
+    assert "synthetic test: 4 of 4 samples scored" in evaluated.stdout
     assert metrics["checkpoint"].endswith("ckpt-6")
     assert 0.0 <= metrics["auc_0_50"] <= 1.0 and metrics["epe_mean_mm"] > 0
     for name in ("pck.png", "fig3_samples.png", "fig4_interpolation.png", "predictions.npz"):
