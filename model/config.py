@@ -1,7 +1,8 @@
 """ModelConfig: everything that defines the networks and the objective of one strategy (SPEC 2-4).
 
-The defaults are the paper's values (SPEC 3 and 4). The width knobs exist so that tests can build
-small networks quickly; a run of the paper keeps them at their defaults.
+The defaults are the paper's values (SPEC 3 and 4). `ModelConfig.at_width` scales every network
+width by one multiplier (the CPU-scale experiments use a quarter); tests set single widths to build
+tiny networks quickly.
 """
 import dataclasses
 import math
@@ -13,6 +14,8 @@ OPTIONAL_DECODERS = ("heatmap", "cloud")
 # The heatmap decoder starts from an (S/32) x (S/32) map and upsamples x8 to S/4 (SPEC 4).
 HEATMAP_INPUT_STRIDE = 32
 HEATMAP_OUTPUT_STRIDE = 4
+# The attributes that ModelConfig.at_width scales.
+WIDTH_FIELDS = ("resnet_widths", "cloud_widths", "pose_hidden", "heatmap_channels", "fold_hidden")
 
 
 def _as_int_tuple(name, value) -> Tuple[int, ...]:
@@ -106,6 +109,31 @@ class ModelConfig:
         if "cloud" in self.decoder_names and math.isqrt(self.num_points) ** 2 != self.num_points:
             raise ValueError(f"ModelConfig.num_points={self.num_points} must be a perfect square "
                              "for the FoldingNet decoder's square grid")
+
+    @classmethod
+    def at_width(cls, width: float, **fields) -> "ModelConfig":
+        """The paper's networks (SPEC 4) with every encoder and decoder width times `width`.
+
+        width=1 is the paper; 0.25 gives ResNet-18 stages 16/32/64/128, ResPEL alike, a 32-unit
+        pose decoder, a 64-channel DC-GAN generator and 128-unit FoldingNet MLPs. Widths round to
+        the nearest integer (the generator's to a multiple of 4, since it halves twice), at least
+        4. `fields` set the other attributes; the widths themselves come from `width` alone.
+        """
+        if not width > 0:
+            raise ValueError(f"ModelConfig.at_width: width must be positive, got {width!r}")
+        clash = sorted(set(fields) & set(WIDTH_FIELDS))
+        if clash:
+            raise ValueError(f"ModelConfig.at_width: {clash} follow from width; do not pass them")
+
+        def scale(n, multiple=1):
+            return max(4, multiple * round(n * width / multiple))
+
+        paper = cls()
+        return cls(resnet_widths=tuple(scale(w) for w in paper.resnet_widths),
+                   cloud_widths=tuple(scale(w) for w in paper.cloud_widths),
+                   pose_hidden=scale(paper.pose_hidden),
+                   heatmap_channels=scale(paper.heatmap_channels, 4),
+                   fold_hidden=scale(paper.fold_hidden), **fields)
 
     @property
     def decoder_names(self) -> Tuple[str, ...]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import latent, losses, strategies
+from model import encoders, latent, losses, strategies
 from model.config import ModelConfig
 
 B, S, N = 2, 32, 16
@@ -328,3 +328,23 @@ def test_parameter_counts_at_paper_size(strategy, decoders, total, trainable):
                                                decoders=decoders))
     assert model.count_params() == total
     assert sum(v.shape.num_elements() for v in model.trainable_variables) == trainable
+
+
+def test_width_multiplier_scales_every_network():
+    assert ModelConfig.at_width(1.0) == ModelConfig()
+    quarter = ModelConfig.at_width(0.25, strategy="kl", image_size=64, num_points=64)
+    assert (quarter.resnet_widths, quarter.cloud_widths, quarter.pose_hidden,
+            quarter.heatmap_channels, quarter.fold_hidden) == (
+                (16, 32, 64, 128), (16, 32, 64, 128), 32, 64, 128)
+    assert (quarter.strategy, quarter.image_size, quarter.num_points) == ("kl", 64, 64)
+    assert ModelConfig.at_width(0.1).heatmap_channels == 24   # 25.6 -> a multiple of 4
+    assert ModelConfig.at_width(0.01).resnet_widths == (4, 4, 4, 5)   # at least 4
+    with pytest.raises(ValueError, match="width must be positive"):
+        ModelConfig.at_width(0.0)
+    with pytest.raises(ValueError, match="follow from width"):
+        ModelConfig.at_width(0.5, fold_hidden=8)
+    # Convolution and dense weights scale with the square of the width: a quarter-width
+    # ResNet-18 backbone has about 1/16 of the paper's 11,186,112 parameters.
+    backbone = encoders.ResNet18Backbone(quarter.resnet_widths)
+    backbone.build((None, 64, 64, 3))
+    assert abs(backbone.count_params() / 11_186_112 - 1 / 16) < 0.002
