@@ -346,5 +346,5 @@ def test_width_multiplier_scales_every_network():
     # Convolution and dense weights scale with the square of the width: a quarter-width
     # ResNet-18 backbone has about 1/16 of the paper's 11,186,112 parameters.
     backbone = encoders.ResNet18Backbone(quarter.resnet_widths)
-    backbone.build((None, 64, 64, 3))
+    backbone(tf.zeros([1, 64, 64, 3]))
     assert abs(backbone.count_params() / 11_186_112 - 1 / 16) < 0.002
