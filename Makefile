@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 DATA_DIR ?= data/synthetic_rhd
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv ops data test demo clean
+.PHONY: venv ops data test demo experiments clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ demo: ops data
 	$(PY) evaluate.py --predictions=$(DEMO_DIR)/mean_pose/predictions.npz --out=$(DEMO_DIR)/mean_pose
 	@echo "metrics: $(DEMO_DIR)/eval_test/metrics.json (the mean-pose reference: $(DEMO_DIR)/mean_pose/metrics.json)"
 	@echo "figures: $(DEMO_DIR)/eval_test/*.png, $(DEMO_DIR)/inspect/*.png"
+
+# The paper's experiments in kind (Table 1, the viewpoint ablation, weak supervision) on a
+# generated synthetic set; resumable, results in results/ (README, Results).
+experiments: ops
+	$(PY) -m experiments.run --suite=all
 
 clean:
 	rm -rf $(VENV) tf_ops/build

@@ -30,13 +30,19 @@ flags.DEFINE_string("cache_dir", None,
 flags.DEFINE_string("model_dir", None,
                     "Checkpoints, config.json and TensorBoard logs "
                     "(default: runs/<strategy>_<data>_<preset>).")
-flags.DEFINE_enum("preset", "cpu", ["paper", "cpu", "smoke"],
-                  "paper: SPEC hyper-parameters at 256 px, batch 32; cpu: minutes on 2 cores; "
-                  "smoke: seconds, for tests.")
+flags.DEFINE_enum("preset", "cpu", ["paper", "experiment", "cpu", "smoke"],
+                  "paper: SPEC hyper-parameters and widths at 256 px, batch 32; experiment: the "
+                  "CPU-scale regime of the experiments (quarter widths, 64 px, 64 points, Adam "
+                  "1e-3); cpu: the same regime with the demo's shorter budget; smoke: seconds, "
+                  "for tests (README, Training).")
+flags.DEFINE_float("width", None, "Override the preset's network width multiplier (1 is the "
+                   "paper's widths; it scales every encoder and decoder).")
+flags.DEFINE_integer("num_points", None, "Override the preset's points per cloud (a perfect "
+                     "square; the paper's is 256).")
 flags.DEFINE_integer("image_size", None, "Override the preset's crop size (pixels).")
 flags.DEFINE_integer("batch_size", None, "Override the preset's batch size.")
 flags.DEFINE_integer("max_steps", None, "Override the preset's number of steps.")
-flags.DEFINE_float("learning_rate", None, "Override Adam's initial learning rate (1e-4).")
+flags.DEFINE_float("learning_rate", None, "Override the preset's initial Adam learning rate.")
 flags.DEFINE_boolean("view_correction", True, "Rotate the camera onto the hand (paper Fig. 5).")
 flags.DEFINE_float("labelled_fraction", 1.0,
                    "Weak supervision (paper Fig. 8): the first fraction of training samples keep "
@@ -57,7 +63,6 @@ def main(argv):
     from data_pipeline import dataset
     from data_pipeline.sample import DataError
     from evaluation import inference
-    from model import config as model_config
     from model import training
 
     try:
@@ -68,8 +73,9 @@ def main(argv):
             labelled_fraction=FLAGS.labelled_fraction, view_correction=FLAGS.view_correction,
             seed=FLAGS.seed)
         decoders = tuple(FLAGS.decoders) if FLAGS.strategy == "extended" else ()
-        model_cfg = model_config.ModelConfig(strategy=FLAGS.strategy, decoders=decoders,
-                                             image_size=train_cfg.image_size)
+        model_cfg = training.model_config_for(
+            FLAGS.preset, width=FLAGS.width, num_points=FLAGS.num_points,
+            strategy=FLAGS.strategy, decoders=decoders, image_size=train_cfg.image_size)
     except ValueError as e:
         sys.exit(f"error: {e}")
 

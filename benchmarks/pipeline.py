@@ -1,10 +1,11 @@
 """Throughput of the training input pipeline (with augmentation), in samples per second.
 
-  python benchmarks/pipeline.py [--data_dir DIR] [--num_batches 50] [--presets paper,cpu]
+  python benchmarks/pipeline.py [--data_dir DIR] [--num_batches 50] [--presets paper,experiment]
 
 Runs the training configuration of build_dataset (shuffle, repeat, augmentation, drop_remainder)
 on the synthetic RHD-format set, generating it and its caches first when missing (not timed), and
-prints samples/s per preset: paper = 256-px crops in batches of 32, cpu = 64-px in batches of 16.
+prints samples/s per preset: paper = 256-px crops in batches of 32, experiment and cpu = 64-px
+crops in batches of 32 (with each preset's points per cloud).
 """
 import os
 import sys
@@ -16,12 +17,12 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def measure(data_dir, image_size, batch_size, num_batches, warmup_batches):
+def measure(data_dir, image_size, batch_size, num_batches, warmup_batches, num_points=256):
     """Samples per second of the augmented training pipeline, after warm-up batches."""
     from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
     ds = dataset.build_dataset("synthetic", "train", data_dir=data_dir, image_size=image_size,
-                               batch_size=batch_size, augment=True, shuffle=True, repeat=True,
-                               drop_remainder=True)
+                               num_points=num_points, batch_size=batch_size, augment=True,
+                               shuffle=True, repeat=True, drop_remainder=True)
     batches = iter(ds)
     for _ in range(warmup_batches):
         next(batches)
@@ -37,14 +38,15 @@ def define_flags():
                         "generated when missing).")
     flags.DEFINE_integer("num_batches", 50, "Batches timed per preset.", lower_bound=1)
     flags.DEFINE_integer("warmup_batches", 5, "Batches drawn before timing.", lower_bound=0)
-    flags.DEFINE_list("presets", ["paper", "cpu"], "Presets to time (paper, cpu).")
+    flags.DEFINE_list("presets", ["paper", "experiment"], "Presets to time (paper, experiment, "
+                      "cpu, smoke).")
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
     from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
-    from model.training import PRESETS  # pylint: disable=import-outside-toplevel
+    from model.training import MODEL_PRESETS, PRESETS  # pylint: disable=import-outside-toplevel
     unknown = sorted(set(FLAGS.presets) - set(PRESETS))
     if unknown:
         sys.exit(f"error: --presets: unknown {unknown}; choose from {sorted(PRESETS)}")
@@ -52,7 +54,7 @@ def main(argv):
     for name in FLAGS.presets:
         preset = PRESETS[name]
         rate = measure(data_dir, preset["image_size"], preset["batch_size"], FLAGS.num_batches,
-                       FLAGS.warmup_batches)
+                       FLAGS.warmup_batches, MODEL_PRESETS[name]["num_points"])
         print(f"pipeline {name}: image {preset['image_size']}, batch {preset['batch_size']}: "
               f"{rate:.1f} samples/s ({FLAGS.num_batches} batches, {os.cpu_count()} CPUs)",
               flush=True)

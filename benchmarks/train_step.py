@@ -1,13 +1,15 @@
-r"""Cost of a full training step relative to the ResNet-18 backbone, and pipeline headroom.
+r"""Cost of each strategy's training step relative to S1's and to the RGB backbone alone, and
+pipeline headroom.
 
-  python benchmarks/train_step.py --preset=cpu
-  python benchmarks/train_step.py --preset=paper --rounds=2
+  python benchmarks/train_step.py --preset=experiment
+  python benchmarks/train_step.py --preset=paper --rounds=2 --strategies=cvae,poe
 
-In one process and on one batch of the synthetic set, times (a) the training loop's own step,
-Trainer.train_step, for --strategy (default poe: three encoders/latents, all decoders, Chamfer +
-EMD, Adam) and (b) a train step of the ResNet-18 backbone alone (same images, a plain
-squared-feature loss, Adam), alternating the two in rounds so that machine load hits both alike.
-Prints the step ratio (a)/(b) and the training pipeline's samples/s divided by the full step's.
+In one process and on one batch of the synthetic set, times the training loop's own step,
+Trainer.train_step, for every row of Table 1 (S1; S2 R->H+P, R->C+P, R->C+H+P; S3; S4) with the
+preset's networks, and a train step of the preset's ResNet-18 backbone alone (same images, a
+plain squared-feature loss, Adam). Each round times every model once, so that machine load hits
+all alike; the median over rounds is reported. Prints each step time, its ratio to S1's and to
+the backbone's, and the training pipeline's samples/s divided by the slowest step's.
 """
 import os
 import statistics
@@ -21,12 +23,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "cpu", ["paper", "cpu", "smoke"], "Image and batch size preset.")
-flags.DEFINE_enum("strategy", "poe", ["cvae", "extended", "kl", "poe"], "Strategy to time.")
+flags.DEFINE_enum("preset", "experiment", ["paper", "experiment", "cpu", "smoke"],
+                  "Image size, batch size and networks of this training preset.")
+flags.DEFINE_list("rows", ["s1", "s2_hp", "s2_cp", "s2_chp", "s3", "s4"],
+                  "Table 1 rows to time (s1 first: the others are divided by it).")
 flags.DEFINE_string("data_dir", None, "Synthetic RHD-format set (default: data/synthetic_rhd).")
-flags.DEFINE_integer("steps", 5, "Timed steps per round and model.")
-flags.DEFINE_integer("rounds", 3, "Alternating rounds; the median ratio is reported.")
+flags.DEFINE_integer("steps", 5, "Timed steps per round and model.", lower_bound=1)
+flags.DEFINE_integer("rounds", 3, "Rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_integer("pipeline_batches", 20, "Batches timed from the training pipeline.")
+
+# Row key -> (strategy, extra decoders), as in experiments/suites.py.
+ROWS = {"s1": ("cvae", ()), "s2_hp": ("extended", ("heatmap",)),
+        "s2_cp": ("extended", ("cloud",)), "s2_chp": ("extended", ("heatmap", "cloud")),
+        "s3": ("kl", ()), "s4": ("poe", ())}
 
 
 def _time_steps(step_fn, batch, steps):
@@ -43,23 +52,28 @@ def main(argv):
 
     from benchmarks import pipeline
     from data_pipeline import dataset
-    from model import config as model_config
     from model import encoders, training
 
+    unknown = sorted(set(FLAGS.rows) - set(ROWS))
+    if unknown or not FLAGS.rows:
+        sys.exit(f"error: --rows: unknown {unknown}; choose from {list(ROWS)}")
     cfg = training.TrainConfig.from_preset(FLAGS.preset)
-    model_cfg = model_config.ModelConfig(
-        strategy=FLAGS.strategy, image_size=cfg.image_size,
-        decoders=("heatmap", "cloud") if FLAGS.strategy == "extended" else ())
+    num_points = training.MODEL_PRESETS[FLAGS.preset]["num_points"]
     data_dir = FLAGS.data_dir or dataset.default_data_dir("synthetic")
-    train_ds = dataset.build_dataset(
+    batch = next(iter(dataset.build_dataset(
         "synthetic", "train", data_dir=data_dir, image_size=cfg.image_size,
-        batch_size=cfg.batch_size, augment=True, shuffle=True, repeat=True, drop_remainder=True)
-    batch = next(iter(train_ds))
+        num_points=num_points, batch_size=cfg.batch_size, augment=True, shuffle=True,
+        repeat=True, drop_remainder=True)))
 
-    scratch = tempfile.TemporaryDirectory(prefix="train_step_")  # the Trainer's model_dir, unused
-    trainer = training.Trainer(model_cfg, cfg, scratch.name)
-    full_step = tf.function(lambda b: trainer.train_step(b)["total"])
-    backbone = encoders.ResNet18Backbone()
+    steps = {}
+    scratch = tempfile.TemporaryDirectory(prefix="train_step_")  # the Trainers' model_dirs
+    for key in FLAGS.rows:
+        strategy, decoders = ROWS[key]
+        model_cfg = training.model_config_for(FLAGS.preset, strategy=strategy, decoders=decoders,
+                                              image_size=cfg.image_size)
+        trainer = training.Trainer(model_cfg, cfg, os.path.join(scratch.name, key))
+        steps[key] = tf.function(lambda b, t=trainer: t.train_step(b)["total"])
+    backbone = encoders.ResNet18Backbone(model_cfg.resnet_widths)
     backbone_opt = tf.keras.optimizers.Adam(cfg.learning_rate)
 
     @tf.function
@@ -70,25 +84,31 @@ def main(argv):
         backbone_opt.apply_gradients(zip(grads, backbone.trainable_variables))
         return loss
 
-    for fn in (full_step, backbone_step):  # trace and warm up
+    steps["backbone"] = backbone_step
+    for fn in steps.values():  # trace and warm up
         _time_steps(fn, batch, 2)
-    ratios, full_times = [], []
+    times = {key: [] for key in steps}
     for r in range(FLAGS.rounds):
-        t_backbone = _time_steps(backbone_step, batch, FLAGS.steps)
-        t_full = _time_steps(full_step, batch, FLAGS.steps)
-        ratios.append(t_full / t_backbone)
-        full_times.append(t_full)
-        print(f"round {r + 1}: full {FLAGS.strategy} step {t_full * 1e3:.0f} ms, "
-              f"backbone step {t_backbone * 1e3:.0f} ms, ratio {ratios[-1]:.2f}")
-
-    pipeline_rate = pipeline.measure(data_dir, cfg.image_size, cfg.batch_size,
-                                     FLAGS.pipeline_batches, warmup_batches=1)
-    step_rate = cfg.batch_size / statistics.median(full_times)
+        for key, fn in steps.items():
+            times[key].append(_time_steps(fn, batch, FLAGS.steps))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1] * 1e3:.0f} ms"
+                                             for k, v in times.items()), flush=True)
+    median = {key: statistics.median(v) for key, v in times.items()}
 
     print(f"preset={FLAGS.preset} image={cfg.image_size} batch={cfg.batch_size} "
-          f"strategy={FLAGS.strategy}")
-    print(f"full step / backbone step: {statistics.median(ratios):.2f} (goal <= 1.3)")
-    print(f"pipeline {pipeline_rate:.0f} samples/s / step {step_rate:.1f} samples/s = "
+          f"points={num_points} width={training.MODEL_PRESETS[FLAGS.preset]['width']}")
+    first = FLAGS.rows[0]
+    for key in FLAGS.rows:
+        print(f"{key:7s} step {median[key] * 1e3:6.0f} ms   / {first} {median[key] / median[first]:5.2f}"
+              f"   / backbone {median[key] / median['backbone']:5.2f}")
+    print(f"backbone step {median['backbone'] * 1e3:.0f} ms")
+    slowest = max(FLAGS.rows, key=median.get)
+    pipeline_rate = pipeline.measure(data_dir, cfg.image_size, cfg.batch_size,
+                                     FLAGS.pipeline_batches, warmup_batches=1,
+                                     num_points=num_points)
+    step_rate = cfg.batch_size / median[slowest]
+    print(f"slowest step / {first}: {median[slowest] / median[first]:.2f} ({slowest}; goal <= 3)")
+    print(f"pipeline {pipeline_rate:.0f} samples/s / {slowest} step {step_rate:.1f} samples/s = "
           f"{pipeline_rate / step_rate:.1f} (goal >= 3)")
 
 

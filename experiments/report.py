@@ -1,0 +1,177 @@
+"""Tables and figures of the finished runs: results/table1.md, view.md, weak.md, summary.json,
+runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png.
+
+Everything here is rebuilt from the per-run records (runs/<name>.json) after each finished run,
+so partial results are complete files at any moment.
+"""
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from evaluation import figures
+from evaluation.files import atomic_write
+from evaluation.report import write_metrics
+from experiments import suites
+
+
+def load_records(out_dir: str) -> Dict[str, dict]:
+    """run name -> record, for every finished run in out_dir/runs."""
+    records = {}
+    runs_dir = os.path.join(out_dir, "runs")
+    if not os.path.isdir(runs_dir):
+        return records
+    for name in sorted(os.listdir(runs_dir)):
+        if name.endswith(".json"):
+            with open(os.path.join(runs_dir, name), encoding="utf-8") as f:
+                record = json.load(f)
+            records[record["name"]] = record
+    return records
+
+
+def _row_stats(row: suites.Row, records: Dict[str, dict], seeds: int) -> Optional[dict]:
+    done = [records[row.run_name(s)] for s in suites.seeds_for(row, seeds)
+            if row.run_name(s) in records]
+    if not done:
+        return None
+    epe = np.array([r["metrics"]["epe_mean_mm"] for r in done])
+    mean = lambda key: float(np.mean([r["metrics"][key] for r in done]))  # noqa: E731
+    return {"name": row.name, "strategy": row.strategy, "decoders": list(row.decoders),
+            "view_correction": row.view_correction, "labelled_fraction": row.labelled_fraction,
+            "seeds": [r["seed"] for r in done], "steps": int(min(r["steps"] for r in done)),
+            "epe_mean_mm": float(epe.mean()),
+            "epe_std_mm": float(epe.std(ddof=1)) if len(epe) > 1 else 0.0,
+            "epe_median_mm": mean("epe_median_mm"), "auc_0_50": mean("auc_0_50"),
+            "auc_20_50": mean("auc_20_50"),
+            "train_minutes": float(np.mean([r["train_seconds"] for r in done]) / 60.0),
+            "pck_thresholds_mm": done[0]["metrics"]["pck_thresholds_mm"],
+            "pck": np.mean([r["metrics"]["pck"] for r in done], axis=0).tolist(),
+            "paper_epe_mm": row.paper_epe_mm}
+
+
+def _epe_cell(stats: dict) -> str:
+    if len(stats["seeds"]) > 1:
+        return f"{stats['epe_mean_mm']:.2f} +- {stats['epe_std_mm']:.2f}"
+    return f"{stats['epe_mean_mm']:.2f}"
+
+
+def _table(rows: Sequence[dict], mean_pose: Optional[dict], title: str, caption: str) -> str:
+    lines = [f"# {title}", "", caption, "",
+             "| row | seeds | steps | EPE mean (mm) | EPE median (mm) | AUC 0-50 | AUC 20-50 | "
+             "train min / run | paper EPE (RHD, mm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    if mean_pose is not None:
+        lines.append(f"| training mean pose | - | - | {mean_pose['epe_mean_mm']:.2f} | "
+                     f"{mean_pose['epe_median_mm']:.2f} | {mean_pose['auc_0_50']:.3f} | "
+                     f"{mean_pose['auc_20_50']:.3f} | - | - |")
+    for s in rows:
+        paper = "-" if s["paper_epe_mm"] is None else f"{s['paper_epe_mm']:.2f}"
+        lines.append(f"| {s['name']} | {len(s['seeds'])} | {s['steps']} | {_epe_cell(s)} | "
+                     f"{s['epe_median_mm']:.2f} | {s['auc_0_50']:.3f} | {s['auc_20_50']:.3f} | "
+                     f"{s['train_minutes']:.1f} | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_text(path: str, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _copy(src: str, dst: str) -> None:
+    with open(src, "rb") as f:
+        data = f.read()
+    atomic_write(dst, lambda out: out.write(data))
+
+
+def write_all(out_dir: str, seeds: int, mean_pose: Optional[dict], setting: str) -> List[str]:
+    """Rebuilds every aggregate file from the finished runs; returns the paths written."""
+    records = load_records(out_dir)
+    written = []
+    path = os.path.join(out_dir, "runs.json")
+    write_metrics([records[k] for k in sorted(records)], path)
+    written.append(path)
+
+    table1 = [s for s in (_row_stats(r, records, seeds) for r in suites.TABLE1) if s]
+    view = [s for s in (_row_stats(r, records, seeds) for r in suites.VIEW) if s]
+    summary_rows = table1 + [s for s in view if s["name"] not in {t["name"] for t in table1}]
+    summary = {"mean_pose_epe_mm": mean_pose["epe_mean_mm"] if mean_pose else None,
+               "setting": setting,
+               "rows": [{k: s[k] for k in ("name", "strategy", "decoders", "view_correction",
+                                           "seeds", "steps", "epe_mean_mm", "epe_std_mm",
+                                           "auc_0_50")} for s in summary_rows]}
+    path = os.path.join(out_dir, "summary.json")
+    write_metrics(summary, path)
+    written.append(path)
+
+    if table1:
+        path = os.path.join(out_dir, "table1.md")
+        _write_text(path, _table(table1, mean_pose, "Table 1 in kind",
+                                 f"{setting}. EPE mean is the mean over seeds +- their standard "
+                                 "deviation; the paper's column is RHD, not comparable in "
+                                 "value, only in order."))
+        written.append(path)
+        curves = {s["name"]: (s["pck_thresholds_mm"], s["pck"]) for s in table1}
+        if mean_pose is not None:
+            curves["training mean pose"] = (mean_pose["pck_thresholds_mm"], mean_pose["pck"])
+        written.append(figures.plot_pck(curves, os.path.join(out_dir, "pck_strategies.png"),
+                                        title="3D PCK, Table 1 rows (test split)"))
+    if view:
+        path = os.path.join(out_dir, "view.md")
+        _write_text(path, _table(view, mean_pose, "Viewpoint correction (Fig. 5 in kind)",
+                                 f"{setting}. S4 trained and evaluated with and without "
+                                 "viewpoint correction."))
+        written.append(path)
+    written += _write_weak(out_dir, records, seeds, setting)
+    written += _copy_figures(out_dir, records)
+    return written
+
+
+def _write_weak(out_dir, records, seeds, setting) -> List[str]:
+    points = []
+    for fraction, (s4, s1) in zip(suites.WEAK_FRACTIONS, suites.weak_rows()):
+        points.append((fraction, _row_stats(s4, records, seeds), _row_stats(s1, records, seeds)))
+    if not any(a or b for _, a, b in points):
+        return []
+    lines = ["# Weak supervision (Fig. 8 in kind)", "",
+             f"{setting}. S4 trains on every sample, with the 3D pose of the first m% only; the "
+             "S1 baseline learns from those m% alone (the others carry no loss it can use).", "",
+             "| labelled | S4 EPE mean (mm) | S1 EPE mean (mm) |", "|---|---|---|"]
+    for fraction, a, b in points:
+        lines.append(f"| {suites._percent(fraction)}% | {_epe_cell(a) if a else '-'} | "
+                     f"{_epe_cell(b) if b else '-'} |")
+    path = os.path.join(out_dir, "weak.md")
+    _write_text(path, "\n".join(lines) + "\n")
+
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for index, label in ((1, "S4 poe"), (2, "S1 cvae on the labelled part")):
+        xs = [100 * p[0] for p in points if p[index]]
+        ys = [p[index]["epe_mean_mm"] for p in points if p[index]]
+        errs = [p[index]["epe_std_mm"] for p in points if p[index]]
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label)
+    ax.set_xlabel("labelled training samples (%)")
+    ax.set_ylabel("mean EPE (mm), test split")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title("Weak supervision")
+    return [path, figures.save_figure(fig, os.path.join(out_dir, "weak.png"))]
+
+
+def _copy_figures(out_dir, records) -> List[str]:
+    """Fig. 3 and 4 of the best S4 run (lowest test EPE) as evaluate.py drew them."""
+    s4 = [r for r in records.values() if r["row_key"] == suites.S4.key]
+    if not s4:
+        return []
+    best = min(s4, key=lambda r: r["metrics"]["epe_mean_mm"])
+    written = []
+    for source, target in (("fig3_samples.png", "fig3.png"), ("fig4_interpolation.png",
+                                                                "fig4.png")):
+        src = os.path.join(best["eval_dir"], source)
+        if os.path.isfile(src):
+            dst = os.path.join(out_dir, target)
+            _copy(src, dst)
+            written.append(dst)
+    return written
+

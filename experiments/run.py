@@ -1,0 +1,197 @@
+r"""Runs the paper's experiments in kind and writes their tables and figures.
+
+  python -m experiments.run --suite=table1          # Table 1 rows, S1 and S4 with 3 seeds
+  python -m experiments.run --suite=view            # S4 with / without viewpoint correction
+  python -m experiments.run --suite=weak            # S4 vs S1 at 10, 25, 50, 100% labels
+  python -m experiments.run --suite=all             # all three (make experiments)
+  python -m experiments.run --suite=table1 --preset=paper --data=rhd   # with the data and a GPU
+
+Each run is `train.py` then `evaluate.py` on the test split, as subprocesses. A finished run is
+recorded at once in <out>/runs/<name>.json and skipped when the command is started again; an
+interrupted one resumes from its newest checkpoint (train.py does that). After every run the
+aggregates (table1.md, view.md, weak.md, summary.json, runs.json, pck_strategies.png, weak.png,
+fig3.png, fig4.png) are rebuilt from the records. Models live under --model_root (not committed).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from experiments import report, suites  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("suite", "all", suites.SUITES + ("all",), "Which experiments to run.")
+flags.DEFINE_enum("data", "synthetic", ["synthetic", "rhd", "stb"], "Data set.")
+flags.DEFINE_string("data_dir", None,
+                    "Data set root (default: data/synthetic_experiments for synthetic, generated "
+                    "when missing; data/<name> for the others).")
+flags.DEFINE_enum("preset", "experiment", ["experiment", "paper", "cpu", "smoke"],
+                  "train.py --preset of every run.")
+flags.DEFINE_integer("seeds", 3, "Seeds of S1 and S4 (and S4 without view correction); the "
+                     "other rows get one.", lower_bound=1)
+flags.DEFINE_integer("max_steps", None, "Override the preset's steps for every run (all rows "
+                     "keep the same number).")
+flags.DEFINE_string("out", None, "Results directory (default: results for the synthetic "
+                    "experiment preset, else results/<data>_<preset>).")
+flags.DEFINE_string("model_root", None, "Model directories (default: runs/experiments/"
+                    "<data>_<preset>).")
+flags.DEFINE_string("cache_dir", None, "Pre-processed data cache (default: data/cache).")
+flags.DEFINE_integer("synthetic_train", 6000, "Training samples of the generated synthetic set.")
+flags.DEFINE_integer("synthetic_test", 1000, "Test samples of the generated synthetic set.")
+flags.DEFINE_boolean("dry_run", False, "Print the runs and their commands; train nothing.")
+
+
+def _module(name, *args):
+    return [sys.executable, "-m", name, *args]
+
+
+def _script(name, *args):
+    return [sys.executable, os.path.join(REPO, name), *args]
+
+
+def _call(cmd, log_path):
+    """Runs cmd with its output appended to log_path (and echoed); raises on failure."""
+    print("$ " + " ".join(cmd), flush=True)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        for line in proc.stdout:
+            log.write(line)
+            if not line.startswith("\r"):
+                sys.stdout.write("  " + line)
+        if proc.wait():
+            raise RuntimeError(f"{cmd[1]} failed with exit code {proc.returncode}; see {log_path}")
+
+
+def _common_flags(data_dir):
+    flags_ = [f"--data={FLAGS.data}", f"--data_dir={data_dir}"]
+    if FLAGS.cache_dir:
+        flags_.append(f"--cache_dir={FLAGS.cache_dir}")
+    return flags_
+
+
+def _ensure_synthetic(data_dir):
+    if os.path.isdir(data_dir) and os.listdir(data_dir):
+        return
+    _call(_module("data_pipeline.synthetic", "--format=rhd", f"--out={data_dir}",
+                  f"--num_train={FLAGS.synthetic_train}", f"--num_test={FLAGS.synthetic_test}",
+                  "--seed=0"), os.path.join(os.path.dirname(data_dir), "generate.log"))
+
+
+def _mean_pose(out_dir, data_dir, image_size):
+    """The training mean pose scored on the test split (the floor every model must beat)."""
+    eval_dir = os.path.join(out_dir, "mean_pose")
+    metrics_path = os.path.join(eval_dir, "metrics.json")
+    if not os.path.isfile(metrics_path):
+        predictions = os.path.join(eval_dir, "predictions.npz")
+        log = os.path.join(eval_dir, "log.txt")
+        _call(_module("evaluation.mean_pose", *_common_flags(data_dir),
+                      f"--image_size={image_size}", f"--out={predictions}"), log)
+        _call(_script("evaluate.py", f"--predictions={predictions}", f"--out={eval_dir}"), log)
+    with open(metrics_path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _run_one(run, out_dir, model_root, data_dir):
+    """Trains and evaluates one run; writes its record; returns it."""
+    model_dir = os.path.join(model_root, run.name)
+    eval_dir = os.path.join(model_dir, "eval_test")
+    log = os.path.join(model_dir, "log.txt")
+    train = _script("train.py", *run.train_flags(), *_common_flags(data_dir),
+                    f"--preset={FLAGS.preset}", f"--model_dir={model_dir}")
+    if FLAGS.max_steps:
+        train.append(f"--max_steps={FLAGS.max_steps}")
+    start = time.time()
+    _call(train, log)
+    train_seconds = time.time() - start
+    _call(_script("evaluate.py", f"--ckpt={model_dir}", f"--out={eval_dir}"), log)
+    eval_seconds = time.time() - start - train_seconds
+    with open(os.path.join(eval_dir, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    steps = int(re.search(r"ckpt-(\d+)$", metrics["checkpoint"]).group(1))
+    record = {"name": run.name, "row": run.row.name, "row_key": run.row.key,
+              "strategy": run.row.strategy, "decoders": list(run.row.decoders),
+              "view_correction": run.row.view_correction,
+              "labelled_fraction": run.row.labelled_fraction, "seed": run.seed,
+              "preset": FLAGS.preset, "data": FLAGS.data, "steps": steps,
+              "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+              "model_dir": os.path.relpath(model_dir, REPO),
+              "eval_dir": os.path.relpath(eval_dir, REPO),
+              "command": " ".join(train), "config": config,
+              "metrics": {k: metrics[k] for k in ("epe_mean_mm", "epe_median_mm", "auc_0_50",
+                                                  "auc_20_50", "num_samples", "pck",
+                                                  "pck_thresholds_mm")}}
+    report.write_metrics(record, os.path.join(out_dir, "runs", run.name + ".json"))
+    return record
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    default = FLAGS.data == "synthetic" and FLAGS.preset == "experiment"
+    setting = f"--data={FLAGS.data} --preset={FLAGS.preset}"
+    out_dir = FLAGS.out or ("results" if default else f"results/{FLAGS.data}_{FLAGS.preset}")
+    model_root = FLAGS.model_root or os.path.join("runs", "experiments",
+                                                  f"{FLAGS.data}_{FLAGS.preset}")
+    if FLAGS.data == "synthetic":
+        data_dir = FLAGS.data_dir or os.path.join("data", "synthetic_experiments")
+    else:
+        data_dir = FLAGS.data_dir or os.path.join("data", {"rhd": "RHD_published_v2",
+                                                           "stb": "STB"}[FLAGS.data])
+    data_dir = os.path.abspath(data_dir)
+    chosen = suites.SUITES if FLAGS.suite == "all" else (FLAGS.suite,)
+    runs = suites.suite_runs(chosen, FLAGS.seeds)
+    from model import training  # pylint: disable=import-outside-toplevel
+    preset = training.PRESETS[FLAGS.preset]
+    max_steps = FLAGS.max_steps or preset["max_steps"]
+    done = report.load_records(out_dir)
+    # Rows are compared at equal steps: a finished run of another budget would break that.
+    other = sorted(name for name, r in done.items()
+                   if r["config"]["train"]["max_steps"] != max_steps
+                   or r["preset"] != FLAGS.preset or r["data"] != FLAGS.data)
+    if other:
+        sys.exit(f"error: {out_dir}/runs holds runs of another data set, preset or step budget "
+                 f"({', '.join(other)}); pass another --out or remove them")
+    todo = [r for r in runs if r.name not in done]
+    print(f"{len(runs)} runs in {', '.join(chosen)}: {len(runs) - len(todo)} finished in "
+          f"{out_dir}/runs, {len(todo)} to go ({setting})")
+    if FLAGS.dry_run:
+        for run in todo:
+            print(f"  {run.name}: train.py {' '.join(run.train_flags())}")
+        return
+    if FLAGS.data == "synthetic":
+        _ensure_synthetic(data_dir)
+    image_size = preset["image_size"]
+    start = time.time()
+    try:
+        mean_pose = _mean_pose(out_dir, data_dir, image_size)
+        for index, run in enumerate(todo, 1):
+            print(f"[{index}/{len(todo)}] {run.name} ({time.time() - start:.0f} s so far)",
+                  flush=True)
+            _run_one(run, out_dir, model_root, data_dir)
+            report.write_all(out_dir, FLAGS.seeds, mean_pose, setting)
+    except RuntimeError as e:
+        sys.exit(f"error: {e}")
+    written = report.write_all(out_dir, FLAGS.seeds, mean_pose, setting)
+    spent = sum(r["train_seconds"] + r["eval_seconds"]
+                for r in report.load_records(out_dir).values() if r["name"] in
+                {run.name for run in runs})
+    print(f"done: {len(runs)} runs, {(time.time() - start) / 60:.1f} min in this call, "
+          f"{spent / 60:.1f} min of training and evaluation over all calls")
+    for path in written:
+        print(f"  {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,76 @@
+"""The experiment runner's bookkeeping: which runs a suite has, and the tables built from them."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import report, suites
+
+
+def test_suites_share_runs_and_give_s1_and_s4_several_seeds():
+    runs = suites.suite_runs(suites.SUITES, seeds=3)
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names))
+    # S4 with view correction and all labels is in all three suites but trained once per seed.
+    assert names.count("s4_seed0") == 1
+    assert {n for n in names if n.startswith("s4_seed")} == {"s4_seed0", "s4_seed1", "s4_seed2"}
+    assert {n for n in names if n.startswith("s1_seed")} == {"s1_seed0", "s1_seed1", "s1_seed2"}
+    assert {n for n in names if n.startswith("s4_noview_seed")} == {
+        "s4_noview_seed0", "s4_noview_seed1", "s4_noview_seed2"}
+    assert "s2_chp_seed0" in names and "s2_chp_seed1" not in names
+    # 6 Table 1 rows (S1, S4 x 3 seeds), S4 without view x 3, 3 fractions x (S4, S1).
+    assert len(runs) == (4 + 2 * 3) + 3 + 3 * 2
+
+
+def test_train_flags_of_a_run():
+    weak_s4, weak_s1 = suites.weak_rows()[0]
+    run = suites.Run(weak_s4, 0)
+    assert run.name == "s4_m10_seed0"
+    assert run.train_flags() == ["--strategy=poe", "--seed=0", "--labelled_fraction=0.1",
+                                 "--view_correction"]
+    assert suites.Run(weak_s1, 0).train_flags()[0] == "--strategy=cvae"
+    s2 = suites.Run(suites.TABLE1[3], 0)
+    assert s2.train_flags()[-1] == "--decoders=heatmap,cloud"
+    assert "--noview_correction" in suites.Run(suites.VIEW[1], 1).train_flags()
+    with pytest.raises(ValueError, match="suite must be one of"):
+        suites.suite_rows("table2")
+
+
+def _record(run, epe, tmp_path):
+    thresholds = np.linspace(0, 50, 20).tolist()
+    return {"name": run.name, "row": run.row.name, "row_key": run.row.key, "seed": run.seed,
+            "strategy": run.row.strategy, "steps": 100, "train_seconds": 60.0,
+            "eval_seconds": 5.0, "eval_dir": str(tmp_path / run.name),
+            "metrics": {"epe_mean_mm": epe, "epe_median_mm": epe - 1, "auc_0_50": 0.5,
+                        "auc_20_50": 0.8, "num_samples": 10, "pck_thresholds_mm": thresholds,
+                        "pck": np.clip(np.array(thresholds) / epe / 2, 0, 1).tolist()}}
+
+
+def test_tables_are_built_from_the_finished_runs(tmp_path):
+    out = str(tmp_path / "results")
+    epe = {"s1_seed0": 30.0, "s1_seed1": 32.0, "s1_seed2": 34.0, "s4_seed0": 25.0,
+           "s3_seed0": 27.0}
+    for run in suites.suite_runs(["table1"], seeds=3):
+        if run.name in epe:
+            report.write_metrics(_record(run, epe[run.name], tmp_path),
+                                 os.path.join(out, "runs", run.name + ".json"))
+    mean_pose = _record(suites.Run(suites.S1, 0), 50.0, tmp_path)["metrics"]
+    written = report.write_all(out, seeds=3, mean_pose=mean_pose, setting="test setting")
+    names = {os.path.basename(p) for p in written}
+    assert {"runs.json", "summary.json", "table1.md", "pck_strategies.png", "view.md"} <= names
+    assert "weak.md" in names  # S1 and S4 at 100% are points of the weak-supervision curve
+    with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    assert summary["mean_pose_epe_mm"] == 50.0
+    rows = {r["name"]: r for r in summary["rows"]}
+    assert set(rows) == {"S1 cvae", "S3 kl", "S4 poe"}   # rows without a finished run are left out
+    assert rows["S1 cvae"]["epe_mean_mm"] == pytest.approx(32.0)
+    assert rows["S1 cvae"]["epe_std_mm"] == pytest.approx(2.0)  # sample std of 30, 32, 34
+    assert rows["S1 cvae"]["seeds"] == [0, 1, 2] and rows["S4 poe"]["seeds"] == [0]
+    table = open(os.path.join(out, "table1.md"), encoding="utf-8").read()
+    assert "| S1 cvae | 3 | 100 | 32.00 +- 2.00 | 31.00 |" in table
+    assert "| training mean pose | - | - | 50.00 |" in table
+    assert "16.61" in table and "13.14" in table
+    with open(os.path.join(out, "runs.json"), encoding="utf-8") as f:
+        assert len(json.load(f)) == len(epe)
