@@ -33,6 +33,7 @@ demo: ops data
 	$(PY) evaluate.py --ckpt=$(DEMO_DIR) --out=$(DEMO_DIR)/eval_test
 	$(PY) -m evaluation.mean_pose --data=synthetic --data_dir=$(DATA_DIR) --image_size=64 --out=$(DEMO_DIR)/mean_pose/predictions.npz
 	$(PY) evaluate.py --predictions=$(DEMO_DIR)/mean_pose/predictions.npz --out=$(DEMO_DIR)/mean_pose
+	@$(PY) -c 'import json, sys; m, r = (json.load(open(p))["epe_mean_mm"] for p in sys.argv[1:]); print(f"test EPE: model {m:.2f} mm, training mean pose {r:.2f} mm, ratio {m / r:.2f}")' $(DEMO_DIR)/eval_test/metrics.json $(DEMO_DIR)/mean_pose/metrics.json
 	@echo "metrics: $(DEMO_DIR)/eval_test/metrics.json (the mean-pose reference: $(DEMO_DIR)/mean_pose/metrics.json)"
 	@echo "figures: $(DEMO_DIR)/eval_test/*.png, $(DEMO_DIR)/inspect/*.png"
 

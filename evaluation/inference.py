@@ -5,6 +5,7 @@ network normalised (root-relative, divided by the middle MCP-PIP bone length s);
 and ground truth are turned into mm with the ground-truth scale, pose * s * 1000. Distances do not
 change under the viewpoint rotation R_view, so the view-corrected frame is scored as it is.
 """
+import weakref
 from typing import Dict, Optional
 
 import numpy as np
@@ -21,10 +22,17 @@ def to_mm(pose, scale):
     return np.asarray(pose, np.float64) * scale * MM_PER_METRE
 
 
+# One traced predictor per model, so that validating every few hundred steps does not retrace.
+_POSE_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _pose_fn(model):
-    # One trace per call site; reduce_retracing keeps a last partial batch from adding another.
-    return tf.function(lambda image: model.predict_pose(image, training=False),
-                       reduce_retracing=True)
+    # reduce_retracing keeps a last partial batch from adding a trace per shape.
+    if model not in _POSE_FNS:
+        ref = weakref.ref(model)  # the cached function must not keep its model alive
+        _POSE_FNS[model] = tf.function(lambda image: ref().predict_pose(image, training=False),
+                                       reduce_retracing=True)
+    return _POSE_FNS[model]
 
 
 def _batches(model, dataset: tf.data.Dataset, max_batches: Optional[int]):

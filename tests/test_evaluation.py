@@ -196,6 +196,18 @@ def test_predict_dataset_converts_with_the_ground_truth_scale():
         inference.predict_dataset(model, ds.take(0))
 
 
+def test_repeated_validation_traces_the_predictor_once():
+    """Training validates every few hundred steps; each call used to trace a new tf.function."""
+    model = FakeModel()
+    calls = []
+    predict_pose = model.predict_pose
+    model.predict_pose = lambda image, training=False: calls.append(1) or predict_pose(image)
+    _, ds = _fake_dataset()  # batches of 2, 2 and 1: two shapes
+    for _ in range(3):
+        inference.evaluate_model(model, ds)
+    assert len(calls) <= 2  # Python runs only while tracing
+
+
 def test_interpolation_and_decoding():
     z = inference.interpolate_latents(np.zeros(4), np.arange(4.0), 5)
     np.testing.assert_allclose(z[:, 3], [0.0, 0.75, 1.5, 2.25, 3.0])
