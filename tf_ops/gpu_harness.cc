@@ -52,6 +52,63 @@ bool IsPermutation(const int32_t* match, int n) {
   return true;
 }
 
+// Device buffers of one batched problem, uploaded from host clouds of
+// (batch, n, 3) floats; freed on destruction (cudaFree ignores nullptr).
+class DeviceProblem {
+ public:
+  DeviceProblem(int batch, int n) : batch_(batch), n_(n) {}
+  DeviceProblem(const DeviceProblem&) = delete;
+  DeviceProblem& operator=(const DeviceProblem&) = delete;
+  ~DeviceProblem() {
+    cudaFree(xyz1_);
+    cudaFree(xyz2_);
+    cudaFree(dist_);
+    cudaFree(match_);
+    cudaFree(workspace_);
+  }
+
+  // Allocates and uploads; false, with a message, on a CUDA error.
+  bool Upload(const std::vector<float>& xyz1, const std::vector<float>& xyz2) {
+    const size_t bytes = 3 * count() * sizeof(float);
+    return Check(cudaMalloc(&xyz1_, bytes), "cudaMalloc") &&
+           Check(cudaMalloc(&xyz2_, bytes), "cudaMalloc") &&
+           Check(cudaMalloc(&dist_, batch_ * sizeof(float)), "cudaMalloc") &&
+           Check(cudaMalloc(&match_, count() * sizeof(int32_t)), "cudaMalloc") &&
+           Check(cudaMalloc(&workspace_, emd::cuda::WorkspaceBytes(batch_, n_)),
+                 "cudaMalloc") &&
+           Check(cudaMemcpy(xyz1_, xyz1.data(), bytes, cudaMemcpyHostToDevice),
+                 "cudaMemcpy") &&
+           Check(cudaMemcpy(xyz2_, xyz2.data(), bytes, cudaMemcpyHostToDevice),
+                 "cudaMemcpy");
+  }
+
+  // Enqueues the kernel on the default stream; nullptr or the launch error.
+  const char* Solve() {
+    return emd::cuda::SolveAuctionBatch(xyz1_, xyz2_, batch_, n_,
+                                        emd::kDefaultTolerance, dist_, match_,
+                                        workspace_, nullptr);
+  }
+
+  void Download(std::vector<float>* dist, std::vector<int32_t>* match) {
+    dist->resize(batch_);
+    match->resize(count());
+    cudaMemcpy(dist->data(), dist_, batch_ * sizeof(float),
+               cudaMemcpyDeviceToHost);
+    cudaMemcpy(match->data(), match_, count() * sizeof(int32_t),
+               cudaMemcpyDeviceToHost);
+  }
+
+ private:
+  size_t count() const { return static_cast<size_t>(batch_) * n_; }
+
+  int batch_, n_;
+  float* xyz1_ = nullptr;
+  float* xyz2_ = nullptr;
+  float* dist_ = nullptr;
+  int32_t* match_ = nullptr;
+  void* workspace_ = nullptr;
+};
+
 // A problem holding NaN and inf next to a finite one: both kernels must
 // return at once, NaN with the identity for the first, the same finite
 // distance for the second.
@@ -64,30 +121,15 @@ bool CheckNonFinite(const emd::ParallelFor& serial) {
   }
   xyz1[4] = std::nanf("");
   xyz2[7] = INFINITY;
-  std::vector<float> cpu_dist(2), gpu_dist(2);
-  std::vector<int32_t> cpu_match(2 * n), gpu_match(2 * n);
+  std::vector<float> cpu_dist(2), gpu_dist;
+  std::vector<int32_t> cpu_match(2 * n), gpu_match;
   emd::SolveAuctionBatch(xyz1.data(), xyz2.data(), 2, n,
                          emd::kDefaultTolerance, cpu_dist.data(),
                          cpu_match.data(), serial);
-  float *d_xyz1, *d_xyz2, *d_dist;
-  int32_t* d_match;
-  void* d_workspace;
-  if (!Check(cudaMalloc(&d_xyz1, xyz1.size() * sizeof(float)), "cudaMalloc") ||
-      !Check(cudaMalloc(&d_xyz2, xyz2.size() * sizeof(float)), "cudaMalloc") ||
-      !Check(cudaMalloc(&d_dist, 2 * sizeof(float)), "cudaMalloc") ||
-      !Check(cudaMalloc(&d_match, 2 * n * sizeof(int32_t)), "cudaMalloc") ||
-      !Check(cudaMalloc(&d_workspace, emd::cuda::WorkspaceBytes(2, n)),
-             "cudaMalloc")) {
-    return false;
-  }
-  cudaMemcpy(d_xyz1, xyz1.data(), xyz1.size() * sizeof(float),
-             cudaMemcpyHostToDevice);
-  cudaMemcpy(d_xyz2, xyz2.data(), xyz2.size() * sizeof(float),
-             cudaMemcpyHostToDevice);
+  DeviceProblem device(2, n);
+  if (!device.Upload(xyz1, xyz2)) return false;
   const auto start = std::chrono::steady_clock::now();
-  const char* error = emd::cuda::SolveAuctionBatch(
-      d_xyz1, d_xyz2, 2, n, emd::kDefaultTolerance, d_dist, d_match,
-      d_workspace, nullptr);
+  const char* error = device.Solve();
   if (error != nullptr || !Check(cudaDeviceSynchronize(), "kernel")) {
     std::fprintf(stderr, "non-finite launch: %s\n", error ? error : "");
     return false;
@@ -95,10 +137,7 @@ bool CheckNonFinite(const emd::ParallelFor& serial) {
   const double gpu_ms = std::chrono::duration<double, std::milli>(
                             std::chrono::steady_clock::now() - start)
                             .count();
-  cudaMemcpy(gpu_dist.data(), d_dist, 2 * sizeof(float),
-             cudaMemcpyDeviceToHost);
-  cudaMemcpy(gpu_match.data(), d_match, 2 * n * sizeof(int32_t),
-             cudaMemcpyDeviceToHost);
+  device.Download(&gpu_dist, &gpu_match);
   bool identity = true;
   for (int i = 0; i < n; ++i) identity = identity && gpu_match[i] == i;
   const bool pass =
@@ -110,11 +149,6 @@ bool CheckNonFinite(const emd::ParallelFor& serial) {
       "(%g, %g); %s\n",
       n, gpu_ms, gpu_dist[0], gpu_dist[1], cpu_dist[0], cpu_dist[1],
       pass ? "ok" : "FAILED");
-  cudaFree(d_xyz1);
-  cudaFree(d_xyz2);
-  cudaFree(d_dist);
-  cudaFree(d_match);
-  cudaFree(d_workspace);
   return pass;
 }
 
@@ -157,21 +191,8 @@ int main() {
                               std::chrono::steady_clock::now() - start)
                               .count();
 
-    float *d_xyz1, *d_xyz2, *d_dist;
-    int32_t* d_match;
-    void* d_workspace;
-    const size_t workspace = emd::cuda::WorkspaceBytes(kBatch, n);
-    if (!Check(cudaMalloc(&d_xyz1, 3 * count * sizeof(float)), "cudaMalloc") ||
-        !Check(cudaMalloc(&d_xyz2, 3 * count * sizeof(float)), "cudaMalloc") ||
-        !Check(cudaMalloc(&d_dist, kBatch * sizeof(float)), "cudaMalloc") ||
-        !Check(cudaMalloc(&d_match, count * sizeof(int32_t)), "cudaMalloc") ||
-        !Check(cudaMalloc(&d_workspace, workspace), "cudaMalloc")) {
-      return 1;
-    }
-    cudaMemcpy(d_xyz1, xyz1.data(), 3 * count * sizeof(float),
-               cudaMemcpyHostToDevice);
-    cudaMemcpy(d_xyz2, xyz2.data(), 3 * count * sizeof(float),
-               cudaMemcpyHostToDevice);
+    DeviceProblem device(kBatch, n);
+    if (!device.Upload(xyz1, xyz2)) return 1;
     cudaEvent_t begin, end;
     cudaEventCreate(&begin);
     cudaEventCreate(&end);
@@ -179,9 +200,7 @@ int main() {
     constexpr int kRuns = 5;  // the first one is a warm-up
     for (int run = 0; run <= kRuns; ++run) {
       cudaEventRecord(begin);
-      const char* error = emd::cuda::SolveAuctionBatch(
-          d_xyz1, d_xyz2, kBatch, n, emd::kDefaultTolerance, d_dist, d_match,
-          d_workspace, nullptr);
+      const char* error = device.Solve();
       cudaEventRecord(end);
       if (error != nullptr) {
         std::fprintf(stderr, "launch: %s\n", error);
@@ -192,12 +211,9 @@ int main() {
       cudaEventElapsedTime(&ms, begin, end);
       if (run > 0) gpu_ms += ms / kRuns;
     }
-    std::vector<float> gpu_dist(kBatch);
-    std::vector<int32_t> gpu_match(count);
-    cudaMemcpy(gpu_dist.data(), d_dist, kBatch * sizeof(float),
-               cudaMemcpyDeviceToHost);
-    cudaMemcpy(gpu_match.data(), d_match, count * sizeof(int32_t),
-               cudaMemcpyDeviceToHost);
+    std::vector<float> gpu_dist;
+    std::vector<int32_t> gpu_match;
+    device.Download(&gpu_dist, &gpu_match);
 
     double max_diff = 0.0, max_rel = 0.0, max_cost_gap = 0.0;
     bool permutations = true;
@@ -225,11 +241,6 @@ int main() {
         "d_cpu| = %.3e (relative %.3e); permutations %s; %s\n",
         n, cpu_ms, gpu_ms, max_diff, max_rel, permutations ? "yes" : "NO",
         pass ? "ok" : "FAILED");
-    cudaFree(d_xyz1);
-    cudaFree(d_xyz2);
-    cudaFree(d_dist);
-    cudaFree(d_match);
-    cudaFree(d_workspace);
     cudaEventDestroy(begin);
     cudaEventDestroy(end);
   }
