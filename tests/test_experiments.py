@@ -74,3 +74,43 @@ def test_tables_are_built_from_the_finished_runs(tmp_path):
     assert "16.61" in table and "13.14" in table
     with open(os.path.join(out, "runs.json"), encoding="utf-8") as f:
         assert len(json.load(f)) == len(epe)
+
+
+@pytest.mark.slow
+def test_runner_trains_evaluates_resumes_and_refuses_another_budget(tmp_path):
+    """experiments.run as a user runs it: two runs of the view suite at the smoke preset."""
+    import subprocess
+    import sys
+
+    from data_pipeline import synthetic
+
+    data_dir = str(tmp_path / "data")
+    synthetic.generate("rhd", data_dir, num_train=8, num_test=4, seed=3, workers=1)
+    out = tmp_path / "results"
+    args = [sys.executable, "-m", "experiments.run", "--suite=view", "--preset=smoke",
+            "--seeds=1", f"--data_dir={data_dir}", f"--cache_dir={tmp_path / 'cache'}",
+            f"--out={out}", f"--model_root={tmp_path / 'runs'}"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(*extra):
+        return subprocess.run(args + list(extra), cwd=repo, capture_output=True, text=True,
+                              timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    first = run()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "2 runs in view: 0 finished" in first.stdout
+    assert sorted(os.listdir(out / "runs")) == ["s4_noview_seed0.json", "s4_seed0.json"]
+    record = json.loads((out / "runs" / "s4_noview_seed0.json").read_text())
+    assert record["steps"] == 4 and record["config"]["data"]["view_correction"] is False
+    assert record["metrics"]["num_samples"] == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in summary["rows"]] == ["S4 poe", "S4 poe, no view correction"]
+    for name in ("view.md", "table1.md", "fig3.png", "fig4.png", "pck_strategies.png"):
+        assert (out / name).is_file(), name
+
+    again = run()
+    assert again.returncode == 0 and "2 finished" in again.stdout and "0 to go" in again.stdout
+    assert "$ " not in again.stdout  # nothing trained or evaluated again
+
+    other = run("--max_steps=6")
+    assert other.returncode != 0 and "another data set, preset or step budget" in other.stderr
