@@ -48,6 +48,10 @@ flags.DEFINE_float("labelled_fraction", 1.0,
                    "Weak supervision (paper Fig. 8): the first fraction of training samples keep "
                    "their 3D pose, the rest train with RGB and point cloud only, cropped, "
                    "centred and scaled without their 3D label.")
+flags.DEFINE_boolean("labelled_only", False,
+                     "With --labelled_fraction < 1: train on the labelled samples alone, the "
+                     "fully supervised baseline of paper Fig. 8 (full batches of labelled "
+                     "samples instead of batches whose unlabelled part carries no pose loss).")
 flags.DEFINE_enum("validate_on", "val", ["val", "test"],
                   "Split whose EPE drives the learning-rate plateaus, convergence and the "
                   "TensorBoard validation curve: val, held out of the training data (README, "
@@ -70,7 +74,8 @@ def main(argv):
             FLAGS.preset, image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
             max_steps=FLAGS.max_steps, learning_rate=FLAGS.learning_rate,
             checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every,
-            labelled_fraction=FLAGS.labelled_fraction, view_correction=FLAGS.view_correction,
+            labelled_fraction=FLAGS.labelled_fraction, labelled_only=FLAGS.labelled_only,
+            view_correction=FLAGS.view_correction,
             seed=FLAGS.seed)
         decoders = tuple(FLAGS.decoders) if FLAGS.strategy == "extended" else ()
         model_cfg = training.model_config_for(
@@ -93,7 +98,7 @@ def main(argv):
         train_ds = dataset.build_dataset(
             FLAGS.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
             repeat=True, drop_remainder=True, labelled_fraction=train_cfg.labelled_fraction,
-            **common)
+            labelled_only=train_cfg.labelled_only, **common)
         val_ds = dataset.build_dataset(FLAGS.data, FLAGS.validate_on,
                                        batch_size=train_cfg.batch_size, **common)
         num_val = dataset.dataset_size(FLAGS.data, FLAGS.validate_on, data_dir,

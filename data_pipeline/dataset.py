@@ -476,8 +476,8 @@ def dataset_size(data: str, split: str, data_dir: str | None = None, *, image_si
 
 def dataset_from_cache(path: str, meta: dict, *, batch_size: int = 32, augment: bool = False,
                        num_points: int = 256, shuffle: bool = False, repeat: bool = False,
-                       seed: int = 0, deterministic: bool = False,
-                       drop_remainder: bool = False) -> tf.data.Dataset:
+                       seed: int = 0, deterministic: bool = False, drop_remainder: bool = False,
+                       labelled_only: bool = False) -> tf.data.Dataset:
     """The batched dataset over one cache directory (arguments as in `build_dataset`)."""
     if batch_size < 1:
         raise ValueError(f"--batch_size must be positive, got {batch_size}")
@@ -493,6 +493,9 @@ def dataset_from_cache(path: str, meta: dict, *, batch_size: int = 32, augment: 
         ds = ds.shuffle(min(SHUFFLE_BUFFER, meta["num_examples"]), seed=seed)
     else:
         ds = tf.data.TFRecordDataset(files)
+    if labelled_only:
+        ds = ds.filter(lambda record: tf.io.parse_single_example(
+            record, {"labelled": _FEATURES["labelled"]})["labelled"] > 0)
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate()  # element counter: the stateless key, so epochs differ but reproducibly
@@ -513,7 +516,8 @@ def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_s
                   batch_size: int = 32, augment: bool = False, view_correction: bool = True,
                   num_points: int = 256, shuffle: bool = False, repeat: bool = False,
                   seed: int = 0, deterministic: bool = False, labelled_fraction: float = 1.0,
-                  cache_dir: str | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+                  labelled_only: bool = False, cache_dir: str | None = None,
+                  drop_remainder: bool = False) -> tf.data.Dataset:
     """The batched, prefetched dataset of one data set split (the pipeline's entry point).
 
     Pre-processes the split into the on-disk cache on first use (module doc), then streams it.
@@ -532,6 +536,8 @@ def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_s
       deterministic: fixed element order despite parallel reading and mapping.
       labelled_fraction: 'train' only: the first round(fraction * n) of its n samples keep their
         3D label; the rest are pre-processed without it (module doc).
+      labelled_only: yield only the labelled examples (a baseline trained on the labelled part
+        alone, paper Fig. 8).
       cache_dir: root of the cache; default <repo>/data/cache.
       drop_remainder: drop a last partial batch.
 
@@ -553,4 +559,5 @@ def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_s
                                labelled_fraction=labelled_fraction)
     return dataset_from_cache(path, meta, batch_size=batch_size, augment=augment,
                               num_points=num_points, shuffle=shuffle, repeat=repeat, seed=seed,
-                              deterministic=deterministic, drop_remainder=drop_remainder)
+                              deterministic=deterministic, drop_remainder=drop_remainder,
+                              labelled_only=labelled_only)

@@ -134,7 +134,7 @@ def _write_weak(out_dir, records, seeds, setting) -> List[str]:
         return []
     lines = ["# Weak supervision (Fig. 8 in kind)", "",
              f"{setting}. S4 trains on every sample, with the 3D pose of the first m% only; the "
-             "S1 baseline learns from those m% alone (the others carry no loss it can use).", "",
+             "S1 baseline trains on those m% alone (train.py --labelled_only).", "",
              "| labelled | S4 EPE mean (mm) | S1 EPE mean (mm) |", "|---|---|---|"]
     for fraction, a, b in points:
         lines.append(f"| {suites._percent(fraction)}% | {_epe_cell(a) if a else '-'} | "

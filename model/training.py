@@ -86,6 +86,7 @@ class TrainConfig:
       eval_every, checkpoint_every, log_every: cadence in steps.
       eval_batches: validation batches per evaluation (0 = the whole split).
       labelled_fraction: share of training samples that keep their 3D pose (paper Fig. 8).
+      labelled_only: train on the labelled samples alone (Fig. 8's fully supervised baseline).
       view_correction: whether pre-processing rotates the camera onto the hand (paper Fig. 5).
       seed: seeds weights, shuffling and augmentation.
     """
@@ -106,6 +107,7 @@ class TrainConfig:
     log_every: int = 25
     eval_batches: int = 8
     labelled_fraction: float = 1.0
+    labelled_only: bool = False
     view_correction: bool = True
     seed: int = 0
 

@@ -113,6 +113,11 @@ def test_labelled_fraction_marks_the_first_training_samples_by_index(fake_reader
     # Validation is always labelled.
     val = next(iter(_build(data_dir, cache, split="val", labelled_fraction=0.5)))
     np.testing.assert_array_equal(val["labelled"], 1.0)
+    # The baseline of Fig. 8 trains on the labelled part alone.
+    only = next(iter(_build(data_dir, cache, labelled_fraction=0.5, labelled_only=True,
+                            batch_size=10)))
+    np.testing.assert_array_equal(only["index"], [0, 1])
+    np.testing.assert_array_equal(only["labelled"], 1.0)
 
 
 def test_unlabelled_records_do_not_depend_on_the_3d_label(tmp_path):

@@ -29,7 +29,9 @@ def test_train_flags_of_a_run():
     assert run.name == "s4_m10_seed0"
     assert run.train_flags() == ["--strategy=poe", "--seed=0", "--labelled_fraction=0.1",
                                  "--view_correction"]
-    assert suites.Run(weak_s1, 0).train_flags()[0] == "--strategy=cvae"
+    assert suites.Run(weak_s1, 0).train_flags() == [
+        "--strategy=cvae", "--seed=0", "--labelled_fraction=0.1", "--view_correction",
+        "--labelled_only"]
     s2 = suites.Run(suites.TABLE1[3], 0)
     assert s2.train_flags()[-1] == "--decoders=heatmap,cloud"
     assert "--noview_correction" in suites.Run(suites.VIEW[1], 1).train_flags()
