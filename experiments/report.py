@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from evaluation import figures
+from evaluation.figures import plt  # pyplot with the file-only backend figures chose
 from evaluation.files import atomic_write
 from evaluation.report import write_metrics
 from experiments import suites
@@ -36,7 +37,10 @@ def _row_stats(row: suites.Row, records: Dict[str, dict], seeds: int) -> Optiona
     if not done:
         return None
     epe = np.array([r["metrics"]["epe_mean_mm"] for r in done])
-    mean = lambda key: float(np.mean([r["metrics"][key] for r in done]))  # noqa: E731
+
+    def mean(key):
+        return float(np.mean([r["metrics"][key] for r in done]))
+
     return {"name": row.name, "strategy": row.strategy, "decoders": list(row.decoders),
             "view_correction": row.view_correction, "labelled_fraction": row.labelled_fraction,
             "seeds": [r["seed"] for r in done], "steps": int(min(r["steps"] for r in done)),
@@ -137,14 +141,11 @@ def _write_weak(out_dir, records, seeds, setting) -> List[str]:
              "S1 baseline trains on those m% alone (train.py --labelled_only).", "",
              "| labelled | S4 EPE mean (mm) | S1 EPE mean (mm) |", "|---|---|---|"]
     for fraction, a, b in points:
-        lines.append(f"| {suites._percent(fraction)}% | {_epe_cell(a) if a else '-'} | "
+        lines.append(f"| {suites.percent(fraction)}% | {_epe_cell(a) if a else '-'} | "
                      f"{_epe_cell(b) if b else '-'} |")
     path = os.path.join(out_dir, "weak.md")
     _write_text(path, "\n".join(lines) + "\n")
 
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     fig, ax = plt.subplots(figsize=(5, 4))
     for index, label in ((1, "S4 poe"), (2, "S1 cvae on the labelled part")):
         xs = [100 * p[0] for p in points if p[index]]

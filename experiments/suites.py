@@ -61,7 +61,7 @@ class Run:
         return flags
 
 
-def _percent(fraction: float) -> int:
+def percent(fraction: float) -> int:
     return int(round(100 * fraction))
 
 
@@ -87,9 +87,9 @@ def weak_rows() -> Tuple[Tuple[Row, Row], ...]:
         if fraction == 1.0:
             rows.append((S4, S1))
             continue
-        suffix = f"_m{_percent(fraction)}"
+        suffix = f"_m{percent(fraction)}"
         rows.append(tuple(
-            dataclasses.replace(r, name=f"{r.name} {_percent(fraction)}% labelled",
+            dataclasses.replace(r, name=f"{r.name} {percent(fraction)}% labelled",
                                 key=r.key + suffix, labelled_fraction=fraction,
                                 labelled_only=r is S1, paper_epe_mm=None)
             for r in (S4, S1)))
