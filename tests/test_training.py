@@ -155,3 +155,14 @@ def test_fit_learns_a_fixed_batch(tmp_path):
     trainer.fit(tf.data.Dataset.from_tensors(batch).repeat(), verbose=False)
     assert int(trainer.step.numpy()) == 100
     assert pose_error() < 0.7 * before  # about 0.5 in practice; 1.0 would mean no learning
+
+
+def test_every_preset_names_its_networks():
+    assert set(training.MODEL_PRESETS) == set(training.PRESETS)
+    cfg = training.model_config_for("experiment", strategy="poe", image_size=64)
+    assert (cfg.resnet_widths, cfg.num_points, cfg.fold_hidden) == ((16, 32, 64, 128), 64, 128)
+    assert training.model_config_for("paper") == training.model_config_for("paper", width=1.0)
+    wide = training.model_config_for("cpu", width=0.5, num_points=16, strategy="cvae")
+    assert (wide.resnet_widths[0], wide.num_points, wide.strategy) == (32, 16, "cvae")
+    with pytest.raises(ValueError, match="preset must be one of"):
+        training.model_config_for("huge")
