@@ -49,6 +49,13 @@ flags.DEFINE_integer("synthetic_test", 1000, "Test samples of the generated synt
 flags.DEFINE_boolean("dry_run", False, "Print the runs and their commands; train nothing.")
 
 
+def _portable(value):
+    """value (a string or JSON-able object) with this checkout's paths and interpreter written
+    relative to the repository, so that committed results name no machine's directories."""
+    text = json.dumps(value).replace(sys.executable, "python").replace(REPO + os.sep, "")
+    return json.loads(text)
+
+
 def _module(name, *args):
     return [sys.executable, "-m", name, *args]
 
@@ -87,17 +94,20 @@ def _ensure_synthetic(data_dir):
                   "--seed=0"), os.path.join(os.path.dirname(data_dir), "generate.log"))
 
 
-def _mean_pose(out_dir, data_dir, image_size):
-    """The training mean pose scored on the test split (the floor every model must beat)."""
-    eval_dir = os.path.join(out_dir, "mean_pose")
-    metrics_path = os.path.join(eval_dir, "metrics.json")
-    if not os.path.isfile(metrics_path):
+def _mean_pose(out_dir, model_root, data_dir, image_size):
+    """The training mean pose scored on the test split (the floor every model must beat); its
+    predictions and log stay beside the models, its metrics go to <out>/mean_pose.json."""
+    path = os.path.join(out_dir, "mean_pose.json")
+    if not os.path.isfile(path):
+        eval_dir = os.path.join(model_root, "mean_pose")
         predictions = os.path.join(eval_dir, "predictions.npz")
         log = os.path.join(eval_dir, "log.txt")
         _call(_module("evaluation.mean_pose", *_common_flags(data_dir),
                       f"--image_size={image_size}", f"--out={predictions}"), log)
         _call(_script("evaluate.py", f"--predictions={predictions}", f"--out={eval_dir}"), log)
-    with open(metrics_path, encoding="utf-8") as f:
+        with open(os.path.join(eval_dir, "metrics.json"), encoding="utf-8") as f:
+            report.write_metrics(_portable(json.load(f)), path)
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -129,7 +139,7 @@ def _run_one(run, out_dir, model_root, data_dir):
               "train_seconds": train_seconds, "eval_seconds": eval_seconds,
               "model_dir": os.path.relpath(model_dir, REPO),
               "eval_dir": os.path.relpath(eval_dir, REPO),
-              "command": " ".join(train), "config": config,
+              "command": _portable(" ".join(train)), "config": _portable(config),
               "metrics": {k: metrics[k] for k in ("epe_mean_mm", "epe_median_mm", "auc_0_50",
                                                   "auc_20_50", "num_samples", "pck",
                                                   "pck_thresholds_mm")}}
@@ -176,7 +186,7 @@ def main(argv):
     image_size = preset["image_size"]
     start = time.time()
     try:
-        mean_pose = _mean_pose(out_dir, data_dir, image_size)
+        mean_pose = _mean_pose(out_dir, model_root, data_dir, image_size)
         for index, run in enumerate(todo, 1):
             print(f"[{index}/{len(todo)}] {run.name} ({time.time() - start:.0f} s so far)",
                   flush=True)
