@@ -30,10 +30,13 @@ half-written file in place of a good one (evaluation/report.py).
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import cli
+
+cli.quiet_tensorflow(sys.argv)
 
 from absl import app, flags  # noqa: E402
 
+from data_pipeline.config import DATASETS, SPLITS  # noqa: E402
 from evaluation import report  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -45,49 +48,47 @@ flags.DEFINE_string("predictions", None,
                     "visible: (M, 21)) to score without a model.")
 flags.DEFINE_string("ckpt", None,
                     "A model_dir written by train.py, or a checkpoint prefix inside one.")
-flags.DEFINE_enum("data", None, ["synthetic", "rhd", "stb"],
+flags.DEFINE_enum("data", None, DATASETS,
                   "Data set to evaluate on (default: the one the model was trained on).")
 flags.DEFINE_string("data_dir", None,
                     "Data set root (default: the training run's when --data is unchanged, "
                     "else data/<name> in the repository).")
-flags.DEFINE_enum("split", "test", ["train", "val", "test"],
+flags.DEFINE_enum("split", "test", SPLITS,
                   "Split to evaluate (val: held out of the training data for validation).")
 flags.DEFINE_string("out", None,
                     "Output directory (default for --ckpt: <model_dir>/eval_<split>; "
                     "required with --predictions).")
 flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.")
 flags.DEFINE_string("cache_dir", None,
-                    "Root of the pre-processed data cache (default: data/cache in the repository).")
+                    "Root of the pre-processed data cache (default: the training run's).")
 flags.DEFINE_integer("max_batches", 0, "Evaluate only this many batches (0: the whole split).")
 flags.DEFINE_integer("num_figure_samples", 4, "Samples (rows) in fig3_samples.png.")
 flags.DEFINE_integer("interpolation_steps", 8, "Decoded steps in fig4_interpolation.png.")
+cli.define_verbose_flag()
 
 
-def evaluate_checkpoint(ckpt: str, *, data=None, data_dir=None, split: str = "test", out_dir=None,
-                        batch_size: int = 32, max_batches=None, num_figure_samples: int = 4,
-                        interpolation_steps: int = 8, cache_dir=None):
-    """Mode 2: restores `ckpt` (a model_dir or a checkpoint prefix) and evaluates it on a split.
+def evaluate_run(model, run, checkpoint: str, ckpt: str, *, data=None, data_dir=None,
+                 split: str = "test", out_dir=None, batch_size: int = 32, max_batches=None,
+                 num_figure_samples: int = 4, interpolation_steps: int = 8, cache_dir=None):
+    """Mode 2: evaluates a restored model (training.restore_model(ckpt)) on a split.
 
-    The data set defaults to the run's (config.json 'data'); pre-processing settings always come
-    from the run (report.evaluation_settings).
+    The data set defaults to the run's (its config.json 'data'); pre-processing settings always
+    come from the run (report.evaluation_settings).
 
     Returns:
       (metrics dict, {name: written path}).
     """
-    # pylint: disable=import-outside-toplevel
-    from data_pipeline import dataset as dataset_lib
-    from model import training
+    from data_pipeline import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
 
-    model, run_config, checkpoint = training.restore_model(ckpt)
-    data_args, out_dir = report.evaluation_settings(run_config, ckpt, data=data, data_dir=data_dir,
-                                                    split=split, out_dir=out_dir)
-    num_points = data_args.pop("num_points")
-    cache, meta = dataset_lib.prepare_cache(**data_args, cache_dir=cache_dir)
+    data_cfg, out_dir = report.evaluation_settings(run, ckpt, data=data, data_dir=data_dir,
+                                                   split=split, out_dir=out_dir,
+                                                   cache_dir=cache_dir)
+    cache, meta = dataset_lib.prepare_cache(data_cfg, split)
     report.require_every_test_sample(meta, split, cache)
-    dataset = dataset_lib.dataset_from_cache(cache, meta, batch_size=batch_size,
-                                             num_points=num_points, deterministic=True)
-    return report.evaluate_restored(model, run_config, checkpoint, dataset,
-                                    data=data_args["data"], split=split, out_dir=out_dir,
+    dataset = dataset_lib.dataset_from_cache(cache, meta, data_cfg, batch_size=batch_size,
+                                             deterministic=True)
+    return report.evaluate_restored(model, run.model.strategy, checkpoint, dataset,
+                                    data=data_cfg.data, split=split, out_dir=out_dir,
                                     split_size=meta["num_raw"], max_batches=max_batches,
                                     num_figure_samples=num_figure_samples,
                                     interpolation_steps=interpolation_steps)
@@ -105,21 +106,29 @@ def main(argv):
     if FLAGS.interpolation_steps < 2:
         sys.exit(f"error: --interpolation_steps must be at least 2, got "
                  f"{FLAGS.interpolation_steps}")
-    try:
-        if FLAGS.predictions is not None:
-            if FLAGS.out is None:
-                sys.exit("error: --predictions needs --out=DIR for metrics.json and pck.png")
+    if FLAGS.predictions is not None:
+        if FLAGS.out is None:
+            sys.exit("error: --predictions needs --out=DIR for metrics.json and pck.png")
+        try:
             metrics, paths = report.score_predictions(FLAGS.predictions, FLAGS.out)
-        else:
-            metrics, paths = evaluate_checkpoint(
-                FLAGS.ckpt, data=FLAGS.data, data_dir=FLAGS.data_dir, split=FLAGS.split,
-                out_dir=FLAGS.out, batch_size=FLAGS.batch_size,
+        except (FileNotFoundError, ValueError) as e:
+            cli.exit_with(e, flag="predictions")
+    else:
+        from model import training  # pylint: disable=import-outside-toplevel
+        try:
+            model, run, checkpoint = training.restore_model(FLAGS.ckpt)
+        except (FileNotFoundError, ValueError) as e:
+            cli.exit_with(e, flag="ckpt")
+        try:
+            metrics, paths = evaluate_run(
+                model, run, checkpoint, FLAGS.ckpt, data=FLAGS.data, data_dir=FLAGS.data_dir,
+                split=FLAGS.split, out_dir=FLAGS.out, batch_size=FLAGS.batch_size,
                 max_batches=FLAGS.max_batches or None,
                 num_figure_samples=FLAGS.num_figure_samples,
                 interpolation_steps=FLAGS.interpolation_steps, cache_dir=FLAGS.cache_dir)
-    except (FileNotFoundError, ValueError) as e:
-        # DataError is a ValueError: missing or malformed data sets end here too.
-        sys.exit(f"error: {e}")
+        except (FileNotFoundError, ValueError) as e:
+            # DataError is a ValueError: missing or malformed data sets end here too.
+            cli.exit_with(e)
     scored = f"{metrics['num_samples']} samples"
     if "split_size" in metrics:
         scored = (f"{metrics['data']} {metrics['split']}: {metrics['num_samples']} of "

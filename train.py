@@ -12,17 +12,24 @@ training data (data_pipeline/dataset.py); the test split is not read unless --va
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import cli
+
+cli.quiet_tensorflow(sys.argv)
 
 from absl import app, flags  # noqa: E402
 
+from data_pipeline.config import DATASETS, VALIDATION_SPLITS, default_data_dir  # noqa: E402
+from model.config import OPTIONAL_DECODERS, STRATEGIES  # noqa: E402
+from model import presets  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("strategy", "poe", ["cvae", "extended", "kl", "poe"],
+flags.DEFINE_enum("strategy", "poe", STRATEGIES,
                   "S1 cvae (Eq. 1), S2 extended decoders (Alg. 1), S3 kl alignment (Eq. 3), "
                   "S4 poe product of Gaussian experts (Eq. 4).")
-flags.DEFINE_list("decoders", ["heatmap", "cloud"],
-                  "For --strategy=extended: extra decoders besides pose (any of heatmap, cloud).")
-flags.DEFINE_enum("data", "synthetic", ["synthetic", "rhd", "stb"],
+flags.DEFINE_list("decoders", list(OPTIONAL_DECODERS),
+                  "For --strategy=extended: extra decoders besides pose (any of "
+                  f"{', '.join(OPTIONAL_DECODERS)}).")
+flags.DEFINE_enum("data", "synthetic", DATASETS,
                   "Data set; synthetic is generated under data/ on first use.")
 flags.DEFINE_string("data_dir", None, "Data set root (default: data/<name> in the repository).")
 flags.DEFINE_string("cache_dir", None,
@@ -30,7 +37,7 @@ flags.DEFINE_string("cache_dir", None,
 flags.DEFINE_string("model_dir", None,
                     "Checkpoints, config.json and TensorBoard logs "
                     "(default: runs/<strategy>_<data>_<preset>).")
-flags.DEFINE_enum("preset", "cpu", ["paper", "experiment", "cpu", "smoke"],
+flags.DEFINE_enum("preset", "cpu", presets.NAMES,
                   "paper: SPEC hyper-parameters and widths at 256 px, batch 32; experiment: the "
                   "CPU-scale regime of the experiments (quarter widths, 64 px, 64 points, Adam "
                   "1e-3); cpu: the same regime with the demo's shorter budget; smoke: seconds, "
@@ -52,7 +59,7 @@ flags.DEFINE_boolean("labelled_only", False,
                      "With --labelled_fraction < 1: train on the labelled samples alone, the "
                      "fully supervised baseline of paper Fig. 8 (full batches of labelled "
                      "samples instead of batches whose unlabelled part carries no pose loss).")
-flags.DEFINE_enum("validate_on", "val", ["val", "test"],
+flags.DEFINE_enum("validate_on", "val", VALIDATION_SPLITS,
                   "Split whose EPE drives the learning-rate plateaus, convergence and the "
                   "TensorBoard validation curve: val, held out of the training data (README, "
                   "Data), or test, which lets the test split choose the model, so that its "
@@ -60,57 +67,55 @@ flags.DEFINE_enum("validate_on", "val", ["val", "test"],
 flags.DEFINE_integer("checkpoint_every", None, "Override the preset's checkpoint cadence (steps).")
 flags.DEFINE_integer("eval_every", None, "Override the preset's validation cadence (steps).")
 flags.DEFINE_integer("seed", 0, "Seed for weights, shuffling and augmentation.")
+cli.define_verbose_flag()
+
+
+def run_config_from_flags():
+    """The RunConfig of these flags: the preset's values, the flags given on top."""
+    from model import training  # pylint: disable=import-outside-toplevel
+
+    data = presets.data_config(
+        FLAGS.preset, data=FLAGS.data,
+        data_dir=os.path.abspath(FLAGS.data_dir or default_data_dir(FLAGS.data)),
+        image_size=FLAGS.image_size, num_points=FLAGS.num_points,
+        view_correction=FLAGS.view_correction, labelled_fraction=FLAGS.labelled_fraction,
+        labelled_only=FLAGS.labelled_only,
+        cache_dir=FLAGS.cache_dir and os.path.abspath(FLAGS.cache_dir))
+    decoders = tuple(FLAGS.decoders) if FLAGS.strategy == "extended" else ()
+    model = presets.model_config(FLAGS.preset, data, width=FLAGS.width,
+                                 strategy=FLAGS.strategy, decoders=decoders)
+    train = training.TrainConfig.from_preset(
+        FLAGS.preset, batch_size=FLAGS.batch_size, max_steps=FLAGS.max_steps,
+        learning_rate=FLAGS.learning_rate, checkpoint_every=FLAGS.checkpoint_every,
+        eval_every=FLAGS.eval_every, validate_on=FLAGS.validate_on, seed=FLAGS.seed)
+    return training.RunConfig(model, data, train)
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
     from data_pipeline import dataset
     from data_pipeline.sample import DataError
     from evaluation import inference
     from model import training
 
     try:
-        train_cfg = training.TrainConfig.from_preset(
-            FLAGS.preset, image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
-            max_steps=FLAGS.max_steps, learning_rate=FLAGS.learning_rate,
-            checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every,
-            labelled_fraction=FLAGS.labelled_fraction, labelled_only=FLAGS.labelled_only,
-            view_correction=FLAGS.view_correction,
-            seed=FLAGS.seed)
-        decoders = tuple(FLAGS.decoders) if FLAGS.strategy == "extended" else ()
-        model_cfg = training.model_config_for(
-            FLAGS.preset, width=FLAGS.width, num_points=FLAGS.num_points,
-            strategy=FLAGS.strategy, decoders=decoders, image_size=train_cfg.image_size)
+        run = run_config_from_flags()
     except ValueError as e:
-        sys.exit(f"error: {e}")
-
-    data_dir = FLAGS.data_dir or dataset.default_data_dir(FLAGS.data)
+        cli.exit_with(e)
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", f"{FLAGS.strategy}_{FLAGS.data}_{FLAGS.preset}")
-    data_settings = {"data": FLAGS.data, "data_dir": os.path.abspath(data_dir),
-                     "image_size": train_cfg.image_size,
-                     "view_correction": train_cfg.view_correction,
-                     "num_points": model_cfg.num_points}
-    common = dict(data_dir=data_dir, image_size=train_cfg.image_size,
-                  view_correction=train_cfg.view_correction, num_points=model_cfg.num_points,
-                  seed=train_cfg.seed, cache_dir=FLAGS.cache_dir)
+    train_cfg = run.train
     try:
-        train_ds = dataset.build_dataset(
-            FLAGS.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
-            repeat=True, drop_remainder=True, labelled_fraction=train_cfg.labelled_fraction,
-            labelled_only=train_cfg.labelled_only, **common)
-        val_ds = dataset.build_dataset(FLAGS.data, FLAGS.validate_on,
-                                       batch_size=train_cfg.batch_size, **common)
-        num_val = dataset.dataset_size(FLAGS.data, FLAGS.validate_on, data_dir,
-                                       image_size=train_cfg.image_size,
-                                       view_correction=train_cfg.view_correction,
-                                       cache_dir=FLAGS.cache_dir)
-        training.save_run_config(model_dir, {
-            "model": model_cfg.to_dict(), "data": data_settings,
-            "train": {k: v for k, v in vars(train_cfg).items()},
-            "validation": {"split": FLAGS.validate_on, "num_examples": num_val}})
+        train_ds = dataset.build_dataset(run.data, "train", batch_size=train_cfg.batch_size,
+                                         augment=True, shuffle=True, repeat=True,
+                                         drop_remainder=True, seed=train_cfg.seed)
+        val_ds = dataset.build_dataset(run.data, train_cfg.validate_on,
+                                       batch_size=train_cfg.batch_size, seed=train_cfg.seed)
+        num_val = dataset.dataset_size(run.data, train_cfg.validate_on)
+        training.save_run_config(model_dir, run)
     except (DataError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        cli.exit_with(e)
     if train_cfg.eval_batches:
         val_ds = val_ds.take(train_cfg.eval_batches)
     sample_images = next(iter(val_ds))["image"][:4]
@@ -118,12 +123,12 @@ def main(argv):
     def validate(model):
         return inference.evaluate_model(model, val_ds)
 
-    trainer = training.Trainer(model_cfg, train_cfg, model_dir)
+    trainer = training.Trainer(run.model, train_cfg, model_dir)
     resumed = trainer.restore_latest()
     print(f"{'resuming from ' + resumed if resumed else 'starting'}: strategy={FLAGS.strategy} "
           f"data={FLAGS.data} preset={FLAGS.preset} model_dir={model_dir} "
           f"devices={trainer.distribution.extended.worker_devices}")
-    print(f"validating on the {FLAGS.validate_on} split ({num_val} samples"
+    print(f"validating on the {train_cfg.validate_on} split ({num_val} samples"
           + (f", {train_cfg.eval_batches} batches per validation)" if train_cfg.eval_batches
              else ")"))
     metrics = trainer.fit(train_ds, validate=validate, sample_images=sample_images)

@@ -13,16 +13,19 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app
-from absl import flags
-import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
-import tensorflow as tf
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import cli  # noqa: E402
+
+cli.quiet_tensorflow(sys.argv)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+from scipy.spatial.distance import cdist  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
 from tf_ops import emd  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -32,6 +35,7 @@ flags.DEFINE_integer("repeats", 5, "Timed runs of the op (best one counts).")
 flags.DEFINE_float("tolerance", emd.DEFAULT_TOLERANCE,
                    "Relative error bound passed to the op.")
 flags.DEFINE_integer("seed", 0, "Seed of the random clouds.")
+cli.define_verbose_flag()
 
 # Minimum speed ratio per N from the issue.
 GOALS = {256: 3.0, 1024: 10.0}

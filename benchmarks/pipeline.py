@@ -11,17 +11,20 @@ import os
 import sys
 import time
 
-from absl import app
-from absl import flags
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
-def measure(data_dir, image_size, batch_size, num_batches, warmup_batches, num_points=256):
-    """Samples per second of the augmented training pipeline, after warm-up batches."""
+from common import cli  # noqa: E402
+from model import presets  # noqa: E402
+
+
+def measure(data_config, batch_size, num_batches, warmup_batches):
+    """Samples per second of the augmented training pipeline over `data_config` (a DataConfig),
+    after warm-up batches."""
     from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
-    ds = dataset.build_dataset("synthetic", "train", data_dir=data_dir, image_size=image_size,
-                               num_points=num_points, batch_size=batch_size, augment=True,
+    ds = dataset.build_dataset(data_config, "train", batch_size=batch_size, augment=True,
                                shuffle=True, repeat=True, drop_remainder=True)
     batches = iter(ds)
     for _ in range(warmup_batches):
@@ -38,28 +41,27 @@ def define_flags():
                         "generated when missing).")
     flags.DEFINE_integer("num_batches", 50, "Batches timed per preset.", lower_bound=1)
     flags.DEFINE_integer("warmup_batches", 5, "Batches drawn before timing.", lower_bound=0)
-    flags.DEFINE_list("presets", ["paper", "experiment"], "Presets to time (paper, experiment, "
-                      "cpu, smoke).")
+    flags.DEFINE_list("presets", ["paper", "experiment"],
+                      f"Presets to time (any of {', '.join(presets.NAMES)}).")
+    cli.define_verbose_flag()
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
-    from model.training import MODEL_PRESETS, PRESETS  # pylint: disable=import-outside-toplevel
-    unknown = sorted(set(FLAGS.presets) - set(PRESETS))
+    unknown = sorted(set(FLAGS.presets) - set(presets.NAMES))
     if unknown:
-        sys.exit(f"error: --presets: unknown {unknown}; choose from {sorted(PRESETS)}")
-    data_dir = FLAGS.data_dir or dataset.default_data_dir("synthetic")
+        sys.exit(f"error: --presets: unknown {unknown}; choose from {list(presets.NAMES)}")
     for name in FLAGS.presets:
-        preset = PRESETS[name]
-        rate = measure(data_dir, preset["image_size"], preset["batch_size"], FLAGS.num_batches,
-                       FLAGS.warmup_batches, MODEL_PRESETS[name]["num_points"])
-        print(f"pipeline {name}: image {preset['image_size']}, batch {preset['batch_size']}: "
+        data_cfg = presets.data_config(name, data="synthetic", data_dir=FLAGS.data_dir)
+        batch_size = presets.section(name, "train")["batch_size"]
+        rate = measure(data_cfg, batch_size, FLAGS.num_batches, FLAGS.warmup_batches)
+        print(f"pipeline {name}: image {data_cfg.image_size}, batch {batch_size}: "
               f"{rate:.1f} samples/s ({FLAGS.num_batches} batches, {os.cpu_count()} CPUs)",
               flush=True)
 
 
 if __name__ == "__main__":
+    cli.quiet_tensorflow(sys.argv)
     define_flags()
     app.run(main)

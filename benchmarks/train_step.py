@@ -17,25 +17,29 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import cli  # noqa: E402
+
+cli.quiet_tensorflow(sys.argv)
 
 from absl import app, flags  # noqa: E402
 
+from experiments import suites  # noqa: E402
+from model import presets  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "experiment", ["paper", "experiment", "cpu", "smoke"],
+# Table 1's rows by key (experiments/suites.py): the strategy and decoders of each.
+ROWS = {row.key: row for row in suites.TABLE1}
+flags.DEFINE_enum("preset", "experiment", presets.NAMES,
                   "Image size, batch size and networks of this training preset.")
-flags.DEFINE_list("rows", ["s1", "s2_hp", "s2_cp", "s2_chp", "s3", "s4"],
-                  "Table 1 rows to time (s1 first: the others are divided by it).")
+flags.DEFINE_list("rows", list(ROWS),
+                  "Table 1 rows to time (the first, s1 by default, divides the others).")
 flags.DEFINE_string("data_dir", None, "Synthetic RHD-format set (default: data/synthetic_rhd).")
 flags.DEFINE_integer("steps", 5, "Timed steps per round and model.", lower_bound=1)
 flags.DEFINE_integer("rounds", 3, "Rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_integer("pipeline_batches", 20, "Batches timed from the training pipeline.")
-
-# Row key -> (strategy, extra decoders), as in experiments/suites.py.
-ROWS = {"s1": ("cvae", ()), "s2_hp": ("extended", ("heatmap",)),
-        "s2_cp": ("extended", ("cloud",)), "s2_chp": ("extended", ("heatmap", "cloud")),
-        "s3": ("kl", ()), "s4": ("poe", ())}
+cli.define_verbose_flag()
 
 
 def _time_steps(step_fn, batch, steps):
@@ -58,19 +62,16 @@ def main(argv):
     if unknown or not FLAGS.rows:
         sys.exit(f"error: --rows: unknown {unknown}; choose from {list(ROWS)}")
     cfg = training.TrainConfig.from_preset(FLAGS.preset)
-    num_points = training.MODEL_PRESETS[FLAGS.preset]["num_points"]
-    data_dir = FLAGS.data_dir or dataset.default_data_dir("synthetic")
-    batch = next(iter(dataset.build_dataset(
-        "synthetic", "train", data_dir=data_dir, image_size=cfg.image_size,
-        num_points=num_points, batch_size=cfg.batch_size, augment=True, shuffle=True,
-        repeat=True, drop_remainder=True)))
+    data_cfg = presets.data_config(FLAGS.preset, data="synthetic", data_dir=FLAGS.data_dir)
+    batch = next(iter(dataset.build_dataset(data_cfg, "train", batch_size=cfg.batch_size,
+                                            augment=True, shuffle=True, repeat=True,
+                                            drop_remainder=True)))
 
     steps = {}
     scratch = tempfile.TemporaryDirectory(prefix="train_step_")  # the Trainers' model_dirs
     for key in FLAGS.rows:
-        strategy, decoders = ROWS[key]
-        model_cfg = training.model_config_for(FLAGS.preset, strategy=strategy, decoders=decoders,
-                                              image_size=cfg.image_size)
+        model_cfg = presets.model_config(FLAGS.preset, data_cfg, strategy=ROWS[key].strategy,
+                                         decoders=ROWS[key].decoders)
         trainer = training.Trainer(model_cfg, cfg, os.path.join(scratch.name, key))
         steps[key] = tf.function(lambda b, t=trainer: t.train_step(b)["total"])
     backbone = encoders.ResNet18Backbone(model_cfg.resnet_widths)
@@ -95,17 +96,17 @@ def main(argv):
                                              for k, v in times.items()), flush=True)
     median = {key: statistics.median(v) for key, v in times.items()}
 
-    print(f"preset={FLAGS.preset} image={cfg.image_size} batch={cfg.batch_size} "
-          f"points={num_points} width={training.MODEL_PRESETS[FLAGS.preset]['width']}")
+    print(f"preset={FLAGS.preset} image={data_cfg.image_size} batch={cfg.batch_size} "
+          f"points={data_cfg.num_points} width={presets.section(FLAGS.preset, 'model')['width']}")
     first = FLAGS.rows[0]
     for key in FLAGS.rows:
-        print(f"{key:7s} step {median[key] * 1e3:6.0f} ms   / {first} {median[key] / median[first]:5.2f}"
-              f"   / backbone {median[key] / median['backbone']:5.2f}")
+        print(f"{key:7s} step {median[key] * 1e3:6.0f} ms   / {first} "
+              f"{median[key] / median[first]:5.2f}   / backbone "
+              f"{median[key] / median['backbone']:5.2f}")
     print(f"backbone step {median['backbone'] * 1e3:.0f} ms")
     slowest = max(FLAGS.rows, key=median.get)
-    pipeline_rate = pipeline.measure(data_dir, cfg.image_size, cfg.batch_size,
-                                     FLAGS.pipeline_batches, warmup_batches=1,
-                                     num_points=num_points)
+    pipeline_rate = pipeline.measure(data_cfg, cfg.batch_size, FLAGS.pipeline_batches,
+                                     warmup_batches=1)
     step_rate = cfg.batch_size / median[slowest]
     print(f"slowest step / {first}: {median[slowest] / median[first]:.2f} ({slowest}; goal <= 3)")
     print(f"pipeline {pipeline_rate:.0f} samples/s / {slowest} step {step_rate:.1f} samples/s = "

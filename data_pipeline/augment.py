@@ -17,11 +17,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_addons as tfa
 
+from data_pipeline.config import HEATMAP_STRIDE
+
 SCALE_RANGE = (1.0, 1.2)
 TRANSLATION_PX = 20.0  # at a 256-px crop; scaled with the crop size
 ROTATION_RANGE = math.pi
 HUE_RANGE = 0.1  # fraction of the hue circle (tf.image.adjust_hue's unit)
-HEATMAP_STRIDE = 4  # heatmaps are S/4 x S/4
 HEATMAP_SIGMA = 1.5  # Gaussian std in heatmap cells (6 px of a 256-px crop)
 
 

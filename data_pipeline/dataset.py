@@ -2,9 +2,9 @@
 
 Splits (README "Data"): 'test' is the data set's test split, read only for evaluation. 'train'
 and 'val' share the data set's training split, carved by `validation_indices`: RHD and
-synthetic hold out a seeded VALIDATION_FRACTION of the training indices, STB the training
-sequence STB_VALIDATION_SEQUENCE. Validation steers training (plateaus, convergence, the
-TensorBoard curve), so the test split never does.
+synthetic hold out a seeded share of the training indices (DataConfig.validation_fraction),
+STB the training sequence STB_VALIDATION_SEQUENCE. Validation steers training (plateaus,
+convergence, the TensorBoard curve), so the test split never does.
 
 Layout of the cache (one directory per data set, split and pre-processing setting):
 
@@ -37,6 +37,9 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
+import time
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -44,22 +47,18 @@ import tensorflow as tf
 
 from data_pipeline import augment as augment_lib
 from data_pipeline import preprocess as preprocess_lib
+from data_pipeline.config import (DATASETS, READER_SPLITS, SPLITS, DataConfig,
+                                  default_data_dir)
 from data_pipeline.sample import NUM_KEYPOINTS, DataError
 
-DATASETS = ("synthetic", "rhd", "stb")
-SPLITS = ("train", "val", "test")
-READER_SPLITS = ("train", "test")  # the data sets' own splits; 'val' is carved out of 'train'
 # 2: validation carve-out, labelled flag per record, every test sample kept.
 CACHE_VERSION = 2
 # The validation carve-out of the training split (module doc); part of the cache key.
-VALIDATION_FRACTION = 0.05
 VALIDATION_SEED = 2019
 STB_VALIDATION_SEQUENCE = "B6Random"
 SAMPLES_PER_SHARD = 512
 SHUFFLE_BUFFER = 1024  # serialized records (a 256-px PNG crop is ~0.1 MB)
 SYNTHETIC_SIZE = {"num_train": 2000, "num_test": 200, "seed": 0}
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_DEFAULT_DIRS = {"synthetic": "synthetic_rhd", "rhd": "RHD_published_v2", "stb": "STB"}
 # What a missing data set directory should hold (README, "Real data").
 _WHERE_TO_GET = {
     "rhd": "the Rendered Hand Pose data set (Zimmermann & Brox 2017; the RHD_published_v2 "
@@ -71,15 +70,9 @@ _MAX_REPORTED_SKIPS = 10
 _MIN_POOL_SAMPLES = 64
 
 
-def default_data_dir(data: str) -> str:
-    """Where a data set is expected by default: <repo>/data/{synthetic_rhd,RHD_published_v2,STB}."""
-    _check_choice("data", data, DATASETS)
-    return os.path.join(REPO_ROOT, "data", _DEFAULT_DIRS[data])
-
-
-def _check_choice(name, value, choices):
+def _check_choice(function, name, value, choices):
     if value not in choices:
-        raise ValueError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ValueError(f"{function}: {name} must be one of {choices}, got {value!r}")
 
 
 def _generate_synthetic(data_dir):
@@ -91,7 +84,7 @@ def _generate_synthetic(data_dir):
                        SYNTHETIC_SIZE["seed"], workers=min(2, os.cpu_count() or 1))
 
 
-def open_reader(data: str, split: str, data_dir: str | None = None):
+def open_reader(data: str, split: str, data_dir: Optional[str] = None):
     """The raw-sample reader of a data set's own split, 'train' or 'test' (a sequence of
     RawSample); 'val' is carved out of 'train' (`split_indices`).
 
@@ -101,15 +94,15 @@ def open_reader(data: str, split: str, data_dir: str | None = None):
     Raises:
       DataError: the data directory is missing or malformed (the message names the path).
     """
-    _check_choice("data", data, DATASETS)
-    _check_choice("split", split, READER_SPLITS)
+    _check_choice("open_reader", "data", data, DATASETS)
+    _check_choice("open_reader", "split", split, READER_SPLITS)
     data_dir = data_dir or default_data_dir(data)
     if not os.path.isdir(data_dir) or not os.listdir(data_dir):
         if data == "synthetic":
             _generate_synthetic(data_dir)
         else:
             raise DataError(f"no {data.upper()} data at {os.path.abspath(data_dir)}: put "
-                            f"{_WHERE_TO_GET[data]} there, or pass --data_dir")
+                            f"{_WHERE_TO_GET[data]} there, or point DataConfig.data_dir at it")
     if data == "stb":
         from data_pipeline.stb import STBReader  # pylint: disable=import-outside-toplevel
         return STBReader(data_dir, split)
@@ -117,26 +110,26 @@ def open_reader(data: str, split: str, data_dir: str | None = None):
     return RHDReader(data_dir, split)
 
 
-def validation_indices(data: str, reader) -> np.ndarray:
+def validation_indices(config: DataConfig, reader) -> np.ndarray:
     """The sorted positions in a training-split reader that form the validation split.
 
-    RHD and synthetic: a seeded VALIDATION_FRACTION of the positions (at least one), drawn with
-    VALIDATION_SEED, so the same data set always gives the same split. STB: every frame of
+    RHD and synthetic: a seeded config.validation_fraction of the positions (at least one), drawn
+    with VALIDATION_SEED, so the same data set always gives the same split. STB: every frame of
     STB_VALIDATION_SEQUENCE (1,500 of the 15,000 training frames): consecutive frames are near
     duplicates, so a whole sequence keeps validation frames from neighbouring training frames.
 
     Raises:
       DataError: the split would leave no training or no validation sample.
     """
-    count = len(reader)
+    count, data = len(reader), config.data
     if data == "stb":
         val = [i for i, (sequence, _) in enumerate(reader.sample_ids)
                if sequence == STB_VALIDATION_SEQUENCE]
         rule = f"the {STB_VALIDATION_SEQUENCE} sequence"
     else:
-        size = max(1, int(round(VALIDATION_FRACTION * count)))
+        size = max(1, int(round(config.validation_fraction * count)))
         val = np.random.default_rng(VALIDATION_SEED).permutation(count)[:size]
-        rule = f"{VALIDATION_FRACTION:.0%} of the samples"
+        rule = f"{config.validation_fraction:.0%} of the samples"
     if not 0 < len(val) < count:
         raise DataError(f"{data} training split ({count} samples): the validation split "
                         f"({rule}) would leave {len(val)} validation and {count - len(val)} "
@@ -144,36 +137,34 @@ def validation_indices(data: str, reader) -> np.ndarray:
     return np.sort(np.asarray(val, np.int64))
 
 
-def split_indices(data: str, split: str, reader) -> np.ndarray:
+def split_indices(config: DataConfig, split: str, reader) -> np.ndarray:
     """The sorted reader positions of a split: 'train' and 'val' partition the training reader's
     positions (`validation_indices`); 'test' is every position of the test reader."""
-    _check_choice("split", split, SPLITS)
+    _check_choice("split_indices", "split", split, SPLITS)
     everything = np.arange(len(reader), dtype=np.int64)
     if split == "test":
         return everything
-    val = validation_indices(data, reader)
+    val = validation_indices(config, reader)
     return val if split == "val" else np.setdiff1d(everything, val)
 
 
-def cache_path(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
-               view_correction: bool = True, cache_dir: str | None = None,
-               max_points: int = preprocess_lib.MAX_CLOUD_POINTS,
-               labelled_fraction: float = 1.0) -> str:
+def cache_path(config: DataConfig, split: str,
+               max_points: int = preprocess_lib.MAX_CLOUD_POINTS) -> str:
     """The cache directory of one data set split and pre-processing setting (module doc).
 
-    labelled_fraction matters only for 'train' (the other splits are fully labelled).
+    The labelled fraction matters only for 'train' (the other splits are fully labelled).
     """
-    data_dir = os.path.abspath(data_dir or default_data_dir(data))
+    data_dir = config.resolved_data_dir
     modified = os.stat(data_dir).st_mtime_ns if os.path.isdir(data_dir) else None
     settings = {"data_dir": data_dir, "modified": modified, "split": split,
-                "image_size": int(image_size),
-                "view_correction": bool(view_correction), "max_points": int(max_points),
-                "validation": [VALIDATION_FRACTION, VALIDATION_SEED, STB_VALIDATION_SEQUENCE],
-                "labelled_fraction": float(labelled_fraction) if split == "train" else None,
+                "image_size": config.image_size,
+                "view_correction": bool(config.view_correction), "max_points": int(max_points),
+                "validation": [config.validation_fraction, VALIDATION_SEED,
+                               STB_VALIDATION_SEQUENCE],
+                "labelled_fraction": float(config.labelled_fraction) if split == "train" else None,
                 "version": CACHE_VERSION}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    root = cache_dir or os.path.join(REPO_ROOT, "data", "cache")
-    return os.path.join(root, f"{data}-{split}-{digest}")
+    return os.path.join(config.resolved_cache_dir, f"{config.data}-{split}-{digest}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,8 +295,8 @@ def model_inputs(features, key, *, image_size, num_points, augment, return_param
 # Writing the cache.
 
 def write_shards(samples, out_dir: str, *, image_size: int, view_correction: bool,
-                 indices=None, num_labelled: int | None = None, keep_incomplete: bool = False,
-                 max_points: int = preprocess_lib.MAX_CLOUD_POINTS, workers: int | None = None,
+                 indices=None, num_labelled: Optional[int] = None, keep_incomplete: bool = False,
+                 max_points: int = preprocess_lib.MAX_CLOUD_POINTS, workers: Optional[int] = None,
                  samples_per_shard: int = SAMPLES_PER_SHARD, name: str = "") -> dict:
     """Pre-processes samples into TFRecord shards in out_dir, atomically.
 
@@ -344,7 +335,11 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
     settings = (samples, image_size, view_correction, max_points, keep_incomplete)
     shards, skipped, scales, written, writer, pool = [], [], [], 0, None, None
     unlabelled_scale = None
-    step = max(1, num_raw // 20)
+    # One bar with rate and ETA; without a terminal (a log file) it prints a line every 10 s.
+    progress = tf.keras.utils.Progbar(num_raw, unit_name="sample",
+                                      interval=0.5 if sys.stdout.isatty() else 10.0,
+                                      stateful_metrics=["samples/s"])
+    start = time.monotonic()
 
     def run(tasks):
         if pool is not None:
@@ -368,13 +363,13 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
                 if tasks and not scales:
                     raise DataError(f"{label}: no labelled sample could be pre-processed, so the "
                                     f"{len(tasks)} unlabelled ones have no mean bone length to "
-                                    f"be scaled by; raise --labelled_fraction")
+                                    f"be scaled by; raise the labelled fraction")
             for index, example, error in run(tasks):
                 done += 1
                 if error is not None:
                     skipped.append([index, error])
                     if len(skipped) <= _MAX_REPORTED_SKIPS:
-                        print(f"  skipping sample {index}: {error}", flush=True)
+                        print(f"\n  skipping sample {index}: {error}", flush=True)
                 else:
                     if example.labelled:
                         scales.append(example.scale)
@@ -385,8 +380,7 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
                         writer = tf.io.TFRecordWriter(os.path.join(tmp, shards[-1]))
                     writer.write(serialize(example, index))
                     written += 1
-                if done % step == 0 or done == num_raw:
-                    print(f"  {label}: {done}/{num_raw} pre-processed", flush=True)
+                progress.update(done, [("samples/s", done / (time.monotonic() - start))])
             if phase == "labelled" and scales:
                 unlabelled_scale = float(np.mean(scales))
     except BaseException:
@@ -428,61 +422,47 @@ def _read_meta(path):
         return json.load(f)
 
 
-def prepare_cache(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
-                  view_correction: bool = True, cache_dir: str | None = None,
-                  labelled_fraction: float = 1.0) -> tuple:
+def prepare_cache(config: DataConfig, split: str) -> tuple:
     """Returns (cache directory, meta), pre-processing the split first if it is not cached.
 
     'train' and 'val' read the data set's training split, 'test' its test split (module doc);
-    labelled_fraction applies to 'train' only.
+    the labelled fraction applies to 'train' only.
     """
-    _check_choice("data", data, DATASETS)
-    _check_choice("split", split, SPLITS)
-    if image_size < 8 or image_size % augment_lib.HEATMAP_STRIDE:
-        raise ValueError(f"--image_size must be a multiple of {augment_lib.HEATMAP_STRIDE} "
-                         f"and at least 8, got {image_size}")
-    if not 0.0 <= labelled_fraction <= 1.0:
-        raise ValueError(f"--labelled_fraction must be in [0, 1], got {labelled_fraction}")
+    _check_choice("prepare_cache", "split", split, SPLITS)
     reader_split = "test" if split == "test" else "train"
-    data_dir = data_dir or default_data_dir(data)
+    data_dir = config.resolved_data_dir
     reader = None
     if not os.path.isdir(data_dir) or not os.listdir(data_dir):  # generates synthetic, or raises
-        reader = open_reader(data, reader_split, data_dir)
-    path = cache_path(data, split, data_dir, image_size=image_size,
-                      view_correction=view_correction, cache_dir=cache_dir,
-                      labelled_fraction=labelled_fraction)
+        reader = open_reader(config.data, reader_split, data_dir)
+    path = cache_path(config, split)
     if not os.path.isfile(os.path.join(path, "meta.json")):
         if reader is None:
-            reader = open_reader(data, reader_split, data_dir)
-        indices = split_indices(data, split, reader)
-        num_labelled = (int(round(labelled_fraction * len(indices))) if split == "train"
+            reader = open_reader(config.data, reader_split, data_dir)
+        indices = split_indices(config, split, reader)
+        num_labelled = (int(round(config.labelled_fraction * len(indices))) if split == "train"
                         else len(indices))
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_shards(reader, path, image_size=image_size, view_correction=view_correction,
-                     indices=indices, num_labelled=num_labelled,
-                     keep_incomplete=split == "test", name=f"{data} {split}")
+        write_shards(reader, path, image_size=config.image_size,
+                     view_correction=config.view_correction, indices=indices,
+                     num_labelled=num_labelled, keep_incomplete=split == "test",
+                     name=f"{config.data} {split}")
     return path, _read_meta(path)
 
 
-def dataset_size(data: str, split: str, data_dir: str | None = None, *, image_size: int = 256,
-                 view_correction: bool = True, cache_dir: str | None = None,
-                 labelled_fraction: float = 1.0) -> int:
+def dataset_size(config: DataConfig, split: str) -> int:
     """Number of examples build_dataset yields per epoch (the split's samples minus skipped
     ones)."""
-    return prepare_cache(data, split, data_dir, image_size=image_size,
-                         view_correction=view_correction, cache_dir=cache_dir,
-                         labelled_fraction=labelled_fraction)[1]["num_examples"]
+    return prepare_cache(config, split)[1]["num_examples"]
 
 
-def dataset_from_cache(path: str, meta: dict, *, batch_size: int = 32, augment: bool = False,
-                       num_points: int = 256, shuffle: bool = False, repeat: bool = False,
-                       seed: int = 0, deterministic: bool = False, drop_remainder: bool = False,
-                       labelled_only: bool = False) -> tf.data.Dataset:
-    """The batched dataset over one cache directory (arguments as in `build_dataset`)."""
+def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size: int = 32,
+                       augment: bool = False, shuffle: bool = False, repeat: bool = False,
+                       seed: int = 0, deterministic: bool = False,
+                       drop_remainder: bool = False) -> tf.data.Dataset:
+    """The batched dataset over one cache directory of `config` (arguments as in
+    `build_dataset`)."""
     if batch_size < 1:
-        raise ValueError(f"--batch_size must be positive, got {batch_size}")
-    if num_points < 1:
-        raise ValueError(f"num_points must be positive, got {num_points}")
+        raise ValueError(f"dataset_from_cache: batch_size must be positive, got {batch_size}")
     image_size = meta["image_size"]
     files = [os.path.join(path, shard) for shard in meta["shards"]]
 
@@ -493,7 +473,7 @@ def dataset_from_cache(path: str, meta: dict, *, batch_size: int = 32, augment: 
         ds = ds.shuffle(min(SHUFFLE_BUFFER, meta["num_examples"]), seed=seed)
     else:
         ds = tf.data.TFRecordDataset(files)
-    if labelled_only:
+    if config.labelled_only:
         ds = ds.filter(lambda record: tf.io.parse_single_example(
             record, {"labelled": _FEATURES["labelled"]})["labelled"] > 0)
     if repeat:
@@ -503,7 +483,7 @@ def dataset_from_cache(path: str, meta: dict, *, batch_size: int = 32, augment: 
     def to_example(counter, record):
         key = tf.stack([tf.constant(seed, tf.int64), counter])
         return model_inputs(parse_record(record, image_size), key, image_size=image_size,
-                            num_points=num_points, augment=augment)
+                            num_points=config.num_points, augment=augment)
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -512,33 +492,23 @@ def dataset_from_cache(path: str, meta: dict, *, batch_size: int = 32, augment: 
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_size: int = 256,
-                  batch_size: int = 32, augment: bool = False, view_correction: bool = True,
-                  num_points: int = 256, shuffle: bool = False, repeat: bool = False,
-                  seed: int = 0, deterministic: bool = False, labelled_fraction: float = 1.0,
-                  labelled_only: bool = False, cache_dir: str | None = None,
+def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
+                  augment: bool = False, shuffle: bool = False, repeat: bool = False,
+                  seed: int = 0, deterministic: bool = False,
                   drop_remainder: bool = False) -> tf.data.Dataset:
     """The batched, prefetched dataset of one data set split (the pipeline's entry point).
 
     Pre-processes the split into the on-disk cache on first use (module doc), then streams it.
 
     Args:
-      data: 'synthetic', 'rhd' or 'stb'.
+      config: the data set, its directory and pre-processing (DataConfig); its labelled
+        fraction and labelled_only apply to 'train'.
       split: 'train', 'val' (both from the training split) or 'test' (module doc).
-      data_dir: the data set's directory; default `default_data_dir(data)`.
-      image_size: crop side S (multiple of 4).
       batch_size: B.
       augment: random scale, translation, rotation and hue (training only, SPEC 5).
-      view_correction: the paper's viewpoint correction (else a plain crop).
-      num_points: cloud points N drawn per element and step.
       shuffle, repeat: shuffle records (seeded) / repeat forever.
       seed: seed of shuffles, cloud sampling and augmentation (stateless, keyed by element).
       deterministic: fixed element order despite parallel reading and mapping.
-      labelled_fraction: 'train' only: the first round(fraction * n) of its n samples keep their
-        3D label; the rest are pre-processed without it (module doc).
-      labelled_only: yield only the labelled examples (a baseline trained on the labelled part
-        alone, paper Fig. 8).
-      cache_dir: root of the cache; default <repo>/data/cache.
       drop_remainder: drop a last partial batch.
 
     Returns:
@@ -554,10 +524,7 @@ def build_dataset(data: str, split: str, *, data_dir: str | None = None, image_s
       DataError: the data is missing or malformed, or no sample is usable.
       ValueError: an argument is out of range.
     """
-    path, meta = prepare_cache(data, split, data_dir, image_size=image_size,
-                               view_correction=view_correction, cache_dir=cache_dir,
-                               labelled_fraction=labelled_fraction)
-    return dataset_from_cache(path, meta, batch_size=batch_size, augment=augment,
-                              num_points=num_points, shuffle=shuffle, repeat=repeat, seed=seed,
-                              deterministic=deterministic, drop_remainder=drop_remainder,
-                              labelled_only=labelled_only)
+    path, meta = prepare_cache(config, split)
+    return dataset_from_cache(path, meta, config, batch_size=batch_size, augment=augment,
+                              shuffle=shuffle, repeat=repeat, seed=seed,
+                              deterministic=deterministic, drop_remainder=drop_remainder)

@@ -26,17 +26,26 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from common import cli
+from data_pipeline import config as data_config
+
 # Bones of the canonical order: wrist to each finger's MCP, then MCP -> ... -> tip.
 SKELETON = tuple((0, base + 3) for base in (1, 5, 9, 13, 17)) + tuple(
     (base + k + 1, base + k) for base in (1, 5, 9, 13, 17) for k in range(3))
 
 
-def inspect_sample(data, split, index, *, data_dir=None, image_size=256, view_correction=True,
-                   augment=False, num_points=256, seed=0):
+def inspect_sample(config, split, index, *, augment=False, seed=0):
     """One sample through the pipeline's code, as the dict of arrays the npz holds (module doc).
 
+    Args:
+      config: DataConfig: the data set, its directory and pre-processing.
+      split: the data set's own split, 'train' or 'test'.
+      index: sample position in that split.
+      augment: apply one training augmentation.
+      seed: seed of the cloud sample and the augmentation.
+
     Raises:
-      ValueError: index out of range or bad settings.
+      ValueError: index out of range.
       DataError: the data or the sample cannot be used.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -46,19 +55,17 @@ def inspect_sample(data, split, index, *, data_dir=None, image_size=256, view_co
     from data_pipeline import geometry  # pylint: disable=import-outside-toplevel
     from data_pipeline import preprocess  # pylint: disable=import-outside-toplevel
 
-    if image_size < 8 or image_size % augment_lib.HEATMAP_STRIDE:
-        raise ValueError(f"--image_size must be a multiple of {augment_lib.HEATMAP_STRIDE} and "
-                         f"at least 8, got {image_size}")
-    reader = dataset.open_reader(data, split, data_dir)
+    image_size = config.image_size
+    reader = dataset.open_reader(config.data, split, config.resolved_data_dir)
     if not 0 <= index < len(reader):
-        raise ValueError(f"--index={index} is out of range: the {split} split of {data} has "
-                         f"{len(reader)} samples")
-    example = preprocess.preprocess(reader[index], image_size, view_correction, seed=index,
+        raise ValueError(f"inspect_sample: index={index} is out of range: the {split} split of "
+                         f"{config.data} has {len(reader)} samples")
+    example = preprocess.preprocess(reader[index], image_size, config.view_correction, seed=index,
                                     keep_incomplete=split == "test")  # as the test cache
     features = dataset.parse_record(tf.constant(dataset.serialize(example, index)), image_size)
     inputs, params = dataset.model_inputs(
         features, tf.constant([seed, index], tf.int64), image_size=image_size,
-        num_points=num_points, augment=augment, return_params=True)
+        num_points=config.num_points, augment=augment, return_params=True)
     R_view, K = example.R_view, example.K_crop
     if augment:
         R_view = geometry.rot_z(float(params["angle"])) @ R_view
@@ -105,9 +112,9 @@ def save_picture(sample, path):
 def define_flags():
     """The CLI's flags (defined only when run as a program, so importing this module for
     `inspect_sample` never clashes with other entry points' flags)."""
-    flags.DEFINE_enum("data", "synthetic", ["synthetic", "rhd", "stb"], "Data set.")
+    flags.DEFINE_enum("data", "synthetic", data_config.DATASETS, "Data set.")
     flags.DEFINE_string("data_dir", None, "Data set directory (default: data/<set> in the repo).")
-    flags.DEFINE_enum("split", "train", ["train", "test"],
+    flags.DEFINE_enum("split", "train", data_config.READER_SPLITS,
                       "The data set's split (train: validation samples included).")
     flags.DEFINE_integer("index", None, "Sample index within the split.", lower_bound=0)
     flags.DEFINE_string("out", None, "Output .npz file.")
@@ -118,6 +125,7 @@ def define_flags():
     flags.DEFINE_integer("num_points", 256, "Cloud points N.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the cloud sample and the augmentation.")
     flags.mark_flags_as_required(["index", "out"])
+    cli.define_verbose_flag()
 
 
 def main(argv):
@@ -126,12 +134,14 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     from data_pipeline.sample import DataError  # pylint: disable=import-outside-toplevel
     try:
-        sample = inspect_sample(FLAGS.data, FLAGS.split, FLAGS.index, data_dir=FLAGS.data_dir,
-                                image_size=FLAGS.image_size,
-                                view_correction=FLAGS.view_correction, augment=FLAGS.augment,
-                                num_points=FLAGS.num_points, seed=FLAGS.seed)
+        config = data_config.DataConfig(data=FLAGS.data, data_dir=FLAGS.data_dir,
+                                        image_size=FLAGS.image_size,
+                                        view_correction=FLAGS.view_correction,
+                                        num_points=FLAGS.num_points)
+        sample = inspect_sample(config, FLAGS.split, FLAGS.index, augment=FLAGS.augment,
+                                seed=FLAGS.seed)
     except (DataError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        cli.exit_with(e)
     for path in (FLAGS.out, FLAGS.png):
         if path and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -143,5 +153,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli.quiet_tensorflow(sys.argv)
     define_flags()
     app.run(main)

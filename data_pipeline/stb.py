@@ -139,8 +139,8 @@ class STBReader(collections.abc.Sequence):
                     continue
                 if not all(os.path.isdir(os.path.join(root, d)) for d in ("images", "labels")):
                     raise DataError(f"STB: expected {expected}; download the STB data set and "
-                                    f"pass its directory (with images/ and labels/) as "
-                                    f"--data_dir")
+                                    f"point DataConfig.data_dir at its "
+                                    f"directory (with images/ and labels/)")
                 raise DataError(f"STB: expected {expected}: sequence {seq} of the {split} "
                                 f"split is missing")
             self._hand_para[seq] = _load_hand_para(label_path)

@@ -13,13 +13,16 @@ import os
 import sys
 from typing import Dict
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import cli
+
+cli.quiet_tensorflow(sys.argv)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data_pipeline import dataset  # noqa: E402
+from data_pipeline.config import DATASETS, SPLITS, DataConfig  # noqa: E402
 from evaluation import inference, report  # noqa: E402
 
 
@@ -43,10 +46,10 @@ def mean_pose_predictions(train_pose: np.ndarray, test_pose: np.ndarray, test_sc
             "visible": np.asarray(test_visible, np.float32)}
 
 
-def _read_poses(data, split, **kwargs):
+def _read_poses(config, split):
     """(pose (M, 21, 3), scale (M,), visible (M, 21)) of a split, unaugmented, as numpy."""
     parts = {"pose": [], "scale": [], "visible": []}
-    for batch in dataset.build_dataset(data, split, batch_size=256, **kwargs):
+    for batch in dataset.build_dataset(config, split, batch_size=256):
         for key, values in parts.items():
             values.append(batch[key].numpy())
     return tuple(np.concatenate(parts[key]) for key in ("pose", "scale", "visible"))
@@ -55,17 +58,18 @@ def _read_poses(data, split, **kwargs):
 def define_flags():
     """The CLI's flags (defined only when run as a program, so importing this module never clashes
     with other entry points' flags)."""
-    flags.DEFINE_enum("data", "synthetic", ["synthetic", "rhd", "stb"], "Data set.")
+    flags.DEFINE_enum("data", "synthetic", DATASETS, "Data set.")
     flags.DEFINE_string("data_dir", None, "Data set root (default: data/<name> in the repository).")
     flags.DEFINE_string("cache_dir", None, "Root of the pre-processed data cache "
                         "(default: data/cache in the repository).")
-    flags.DEFINE_enum("split", "test", ["train", "val", "test"],
+    flags.DEFINE_enum("split", "test", SPLITS,
                       "Split to predict (the mean pose comes from train, which excludes val).")
     flags.DEFINE_integer("image_size", 64, "Crop size of the cache to read (poses do not "
                          "depend on it; pick one that is already cached).")
     flags.DEFINE_boolean("view_correction", True, "Poses in the viewpoint-corrected frame.")
     flags.DEFINE_string("out", None, "The predictions .npz to write.")
     flags.mark_flag_as_required("out")
+    cli.define_verbose_flag()
 
 
 def main(argv):
@@ -74,14 +78,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.out.endswith(".npz"):
         sys.exit(f"error: --out must name an .npz file, got {FLAGS.out!r}")
-    settings = dict(data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir,
-                    image_size=FLAGS.image_size, view_correction=FLAGS.view_correction)
     try:
-        train_pose, _, _ = _read_poses(FLAGS.data, "train", **settings)
-        predictions = mean_pose_predictions(train_pose, *_read_poses(FLAGS.data, FLAGS.split,
-                                                                     **settings))
+        config = DataConfig(data=FLAGS.data, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir,
+                            image_size=FLAGS.image_size, view_correction=FLAGS.view_correction)
+        train_pose, _, _ = _read_poses(config, "train")
+        predictions = mean_pose_predictions(train_pose, *_read_poses(config, FLAGS.split))
     except ValueError as e:  # DataError is a ValueError: a missing or malformed data set
-        sys.exit(f"error: {e}")
+        cli.exit_with(e)
     if os.path.dirname(FLAGS.out):
         os.makedirs(os.path.dirname(FLAGS.out), exist_ok=True)
     report.write_predictions(predictions, FLAGS.out)

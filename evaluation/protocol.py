@@ -28,7 +28,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-NUM_KEYPOINTS = 21
+from data_pipeline.sample import NUM_KEYPOINTS
+
 PCK_MAX_MM = 50.0
 PCK_STEPS = 20
 # Lower end of the "AUC 20-50" curve (EvalUtil.get_measures(20, 50, 20)).

@@ -4,6 +4,7 @@ Used by evaluate.py; takes plain arguments (no flags) so that it can be called f
 Every file is written under a temporary name in its directory and renamed, so a failed run never
 leaves a half-written file in place of a good one.
 """
+import dataclasses
 import json
 import os
 
@@ -43,32 +44,32 @@ def load_predictions(path: str):
         'index' key as evaluate.py writes, its index in the data set's split).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--predictions: {path} does not exist")
+        raise FileNotFoundError(f"{path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as e:
-        raise ValueError(f"--predictions: {path} is not a readable .npz ({e})") from e
+        raise ValueError(f"{path} is not a readable .npz ({e})") from e
     for key in ("pred", "gt"):
         if key not in arrays:
-            raise ValueError(f"--predictions: {path} has no key '{key}' (keys: "
+            raise ValueError(f"{path} has no key '{key}' (keys: "
                              f"{sorted(arrays)}); expected pred and gt (M, 21, 3) in mm")
     pred, gt = arrays["pred"], arrays["gt"]
     shape = (protocol.NUM_KEYPOINTS, 3)
     for key, value in (("pred", pred), ("gt", gt)):
         if value.ndim != 3 or value.shape[1:] != shape:
-            raise ValueError(f"--predictions: {path}: key '{key}' has shape {value.shape}, "
+            raise ValueError(f"{path}: key '{key}' has shape {value.shape}, "
                              f"expected (M, {shape[0]}, 3)")
     if pred.shape != gt.shape:
-        raise ValueError(f"--predictions: {path}: key 'pred' has shape {pred.shape} but key "
+        raise ValueError(f"{path}: key 'pred' has shape {pred.shape} but key "
                          f"'gt' has {gt.shape}")
     visible = arrays.get("visible")
     if visible is not None and visible.shape != pred.shape[:2]:
-        raise ValueError(f"--predictions: {path}: key 'visible' has shape {visible.shape}, "
+        raise ValueError(f"{path}: key 'visible' has shape {visible.shape}, "
                          f"expected {pred.shape[:2]}")
     index = arrays.get("index")
     if index is not None and index.shape != pred.shape[:1]:
-        raise ValueError(f"--predictions: {path}: key 'index' has shape {index.shape}, "
+        raise ValueError(f"{path}: key 'index' has shape {index.shape}, "
                          f"expected {pred.shape[:1]}")
     for key, value in (("pred", pred), ("gt", gt)):
         bad = ~np.all(np.isfinite(value), axis=-1)  # (M, 21)
@@ -76,7 +77,7 @@ def load_predictions(path: str):
             row, keypoint = (int(i) for i in np.argwhere(bad)[0])
             name = f"sample {row}" + ("" if index is None else f" (index {int(index[row])})")
             raise ValueError(
-                f"--predictions: {path}: key '{key}' of {name} is not finite at keypoint "
+                f"{path}: key '{key}' of {name} is not finite at keypoint "
                 f"{keypoint} ({value[row, keypoint].tolist()}); {int(bad.any(axis=1).sum())} "
                 f"of {value.shape[0]} samples have non-finite values")
     return pred, gt, visible
@@ -100,7 +101,7 @@ def score_predictions(path: str, out_dir: str):
     try:
         metrics = protocol.evaluate_pose(pred, gt, visible)
     except ValueError as e:
-        raise ValueError(f"--predictions: {path}: {e}") from e
+        raise ValueError(f"{path}: {e}") from e
     metrics.update(predictions=os.path.abspath(path), num_samples=int(pred.shape[0]))
     label = os.path.splitext(os.path.basename(path))[0]
     return metrics, write_metrics_and_curve(metrics, out_dir, label)
@@ -155,37 +156,35 @@ def model_figures(model, dataset, out_dir: str, num_samples: int, steps: int) ->
     return paths
 
 
-def evaluation_settings(run_config: dict, ckpt: str, *, data=None, data_dir=None,
-                        split: str = "test", out_dir=None):
+def evaluation_settings(run, ckpt: str, *, data=None, data_dir=None, split: str = "test",
+                        out_dir=None, cache_dir=None):
     """Which data a restored run is evaluated on, and where the outputs go.
 
     Args:
-      run_config: the run's config.json; its 'data' section has data, data_dir, image_size,
-        view_correction and (optionally) num_points.
+      run: the run's RunConfig (model/training.py); its data section gives the data set, its
+        directory and the pre-processing.
       ckpt: the model_dir or checkpoint prefix given to evaluate.py.
       data: data set to evaluate on; None keeps the run's.
       data_dir: its directory; None keeps the run's when the data set is the run's, else the
-        data set's default place (data_pipeline.dataset.default_data_dir).
-      split: 'train' or 'test'.
+        data set's default place (data_pipeline.config.default_data_dir).
+      split: 'train', 'val' or 'test'.
       out_dir: output directory; None means <model_dir>/eval_<split>.
+      cache_dir: root of the pre-processed cache; None keeps the run's.
 
     Returns:
-      (keyword arguments of data_pipeline.dataset.build_dataset except batch size and order,
-       output directory). Pre-processing (image size, viewpoint correction, cloud points) always
-      follows the run, since the model was trained on it.
+      (DataConfig, output directory). Pre-processing (image size, viewpoint correction, cloud
+      points) always follows the run, since the model was trained on it; every sample is
+      labelled, as evaluation needs.
     """
-    settings = run_config["data"]
-    missing = [k for k in ("data", "image_size", "view_correction") if k not in settings]
-    if missing:
-        raise ValueError(f"--ckpt: config.json of {ckpt} has no data setting {missing}")
-    if data is None or data == settings["data"]:
-        data, data_dir = settings["data"], data_dir or settings.get("data_dir")
+    settings = run.data
+    if data is not None and data != settings.data:
+        settings = dataclasses.replace(settings, data=data, data_dir=None)
     if out_dir is None:
         model_dir = ckpt if os.path.isdir(ckpt) else (os.path.dirname(ckpt) or ".")
         out_dir = os.path.join(model_dir, f"eval_{split}")
-    num_points = settings.get("num_points", run_config.get("model", {}).get("num_points", 256))
-    return dict(data=data, split=split, data_dir=data_dir, image_size=settings["image_size"],
-                view_correction=settings["view_correction"], num_points=num_points), out_dir
+    return dataclasses.replace(
+        settings, data_dir=data_dir or settings.data_dir, cache_dir=cache_dir or settings.cache_dir,
+        labelled_fraction=1.0, labelled_only=False), out_dir
 
 
 def require_every_test_sample(meta: dict, split: str, cache: str) -> None:
@@ -209,14 +208,14 @@ def require_every_test_sample(meta: dict, split: str, cache: str) -> None:
         f"so fix or restore the files of the {meta['num_skipped']} left out (first: {first})")
 
 
-def evaluate_restored(model, run_config: dict, checkpoint: str, dataset, *, data: str,
+def evaluate_restored(model, strategy: str, checkpoint: str, dataset, *, data: str,
                       split: str, out_dir: str, split_size: int, max_batches=None,
                       num_figure_samples: int = 4, interpolation_steps: int = 8):
     """Mode 2 once the model and the dataset exist: predictions, metrics and every figure.
 
     Args:
       model: restored model (predict_pose, encode_rgb, decode; see evaluation.inference).
-      run_config: the run's config.json (its model.strategy is recorded).
+      strategy: the run's strategy (recorded).
       checkpoint: the restored checkpoint path (recorded).
       dataset: batched evaluation dataset (data_pipeline.dataset.build_dataset).
       data, split: recorded in metrics.json.
@@ -240,7 +239,6 @@ def evaluate_restored(model, run_config: dict, checkpoint: str, dataset, *, data
                          f"split; every test sample must be scored")
     metrics = protocol.evaluate_pose(predictions["pred_mm"], predictions["gt_mm"],
                                      predictions["visible"])
-    strategy = run_config.get("model", {}).get("strategy")
     metrics.update(strategy=strategy, data=data, split=split, checkpoint=checkpoint,
                    num_samples=num_samples, split_size=int(split_size),
                    complete=num_samples == split_size)

@@ -19,21 +19,25 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import cli
+
+cli.quiet_tensorflow(sys.argv)
 
 from absl import app, flags  # noqa: E402
 
+from data_pipeline.config import DATASETS  # noqa: E402
 from experiments import report, suites  # noqa: E402
+from model import presets  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("suite", "all", suites.SUITES + ("all",), "Which experiments to run.")
-flags.DEFINE_enum("data", "synthetic", ["synthetic", "rhd", "stb"], "Data set.")
+flags.DEFINE_enum("data", "synthetic", DATASETS, "Data set.")
 flags.DEFINE_string("data_dir", None,
                     "Data set root (default: data/synthetic_experiments for synthetic, generated "
                     "when missing; data/<name> for the others).")
-flags.DEFINE_enum("preset", "experiment", ["experiment", "paper", "cpu", "smoke"],
+flags.DEFINE_enum("preset", "experiment", presets.NAMES,
                   "train.py --preset of every run.")
 flags.DEFINE_integer("seeds", 3, "Seeds of S1 and S4 (and S4 without view correction); the "
                      "other rows get one.", lower_bound=1)
@@ -47,6 +51,7 @@ flags.DEFINE_string("cache_dir", None, "Pre-processed data cache (default: data/
 flags.DEFINE_integer("synthetic_train", 6000, "Training samples of the generated synthetic set.")
 flags.DEFINE_integer("synthetic_test", 1000, "Test samples of the generated synthetic set.")
 flags.DEFINE_boolean("dry_run", False, "Print the runs and their commands; train nothing.")
+cli.define_verbose_flag()
 
 
 def _portable(value):
@@ -83,6 +88,8 @@ def _common_flags(data_dir):
     flags_ = [f"--data={FLAGS.data}", f"--data_dir={data_dir}"]
     if FLAGS.cache_dir:
         flags_.append(f"--cache_dir={FLAGS.cache_dir}")
+    if FLAGS.verbose:
+        flags_.append("--verbose")
     return flags_
 
 
@@ -163,9 +170,7 @@ def main(argv):
     data_dir = os.path.abspath(data_dir)
     chosen = suites.SUITES if FLAGS.suite == "all" else (FLAGS.suite,)
     runs = suites.suite_runs(chosen, FLAGS.seeds)
-    from model import training  # pylint: disable=import-outside-toplevel
-    preset = training.PRESETS[FLAGS.preset]
-    max_steps = FLAGS.max_steps or preset["max_steps"]
+    max_steps = FLAGS.max_steps or presets.section(FLAGS.preset, "train")["max_steps"]
     done = report.load_records(out_dir)
     # Rows are compared at equal steps: a finished run of another budget would break that.
     other = sorted(name for name, r in done.items()
@@ -183,7 +188,7 @@ def main(argv):
         return
     if FLAGS.data == "synthetic":
         _ensure_synthetic(data_dir)
-    image_size = preset["image_size"]
+    image_size = presets.section(FLAGS.preset, "data")["image_size"]
     start = time.time()
     try:
         mean_pose = _mean_pose(out_dir, model_root, data_dir, image_size)

@@ -8,12 +8,16 @@ import dataclasses
 import math
 from typing import Any, Dict, Tuple
 
+from data_pipeline.config import HEATMAP_STRIDE
+from data_pipeline.sample import NUM_KEYPOINTS
+
 STRATEGIES = ("cvae", "extended", "kl", "poe")
 # Decoders besides pose that 'extended' may add (pose is always decoded).
 OPTIONAL_DECODERS = ("heatmap", "cloud")
 # The heatmap decoder starts from an (S/32) x (S/32) map and upsamples x8 to S/4 (SPEC 4).
 HEATMAP_INPUT_STRIDE = 32
-HEATMAP_OUTPUT_STRIDE = 4
+# The input shapes of the networks, which a run's data section owns (model/training.RunConfig).
+DATA_FIELDS = ("image_size", "num_points")
 # The attributes that ModelConfig.at_width scales.
 WIDTH_FIELDS = ("resnet_widths", "cloud_widths", "pose_hidden", "heatmap_channels", "fold_hidden")
 
@@ -58,7 +62,7 @@ class ModelConfig:
     image_size: int = 256
     latent_dim: int = 64
     num_points: int = 256
-    num_keypoints: int = 21
+    num_keypoints: int = NUM_KEYPOINTS
     lambda_heat: float = 0.01
     lambda_cloud: float = 1.0
     beta_prime: float = 1.0
@@ -147,7 +151,7 @@ class ModelConfig:
     @property
     def heatmap_size(self) -> int:
         """Side of the heatmaps (S/4)."""
-        return self.image_size // HEATMAP_OUTPUT_STRIDE
+        return self.image_size // HEATMAP_STRIDE
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-able dict (tuples become lists); `from_dict` inverts it."""

@@ -6,6 +6,7 @@ import math
 
 import tensorflow as tf
 
+from data_pipeline.sample import NUM_KEYPOINTS
 from model.layers import batch_norm
 
 # FoldingNet's fixed 2D grid spans [-GRID_EXTENT, GRID_EXTENT]^2 (SPEC 4).
@@ -18,7 +19,7 @@ class PoseDecoder(tf.keras.layers.Layer):
     z (B, D) -> normalised root-relative pose (B, K, 3).
     """
 
-    def __init__(self, num_keypoints: int = 21, hidden: int = 128, **kwargs):
+    def __init__(self, num_keypoints: int = NUM_KEYPOINTS, hidden: int = 128, **kwargs):
         super().__init__(**kwargs)
         self.num_keypoints = num_keypoints
         self.hidden = [tf.keras.layers.Dense(hidden, activation="relu", name=f"fc{i + 1}")
@@ -41,7 +42,8 @@ class HeatmapDecoder(tf.keras.layers.Layer):
     z (B, D) -> (B, S/4, S/4, K).
     """
 
-    def __init__(self, image_size: int, num_keypoints: int = 21, channels: int = 256, **kwargs):
+    def __init__(self, image_size: int, num_keypoints: int = NUM_KEYPOINTS, channels: int = 256,
+                 **kwargs):
         super().__init__(**kwargs)
         if image_size % 32:
             raise ValueError(f"HeatmapDecoder: image_size={image_size} must be a multiple of 32")

@@ -9,19 +9,24 @@ training)` gives every term of the strategy's equation by name, '<latent>/<term>
   gradient reaching q(z|R) only;
   'total' = the minimised objective with lambda, beta and beta' applied.
 
-  cvae, extended (Eq. 1, Alg. 1): total = rgb/recon + beta rgb/kl_prior
-  kl (Eq. 3):   total = joint/recon + beta joint/kl_prior + rgb/recon + beta rgb/kl_prior
-                        + beta' align/kl
-  poe (Eq. 4):  total = rgb/recon + cloud/recon + joint/recon
-                        + beta (rgb/kl_prior + cloud/kl_prior)
+Each strategy's objective is data (OBJECTIVES): the latents it decodes, those with a KL to the
+prior, and S3's alignment; one `compute_losses` builds every term and the total from it:
 
-Every term is a mean over the local batch. Latents are sampled with the reparameterisation trick
-when training (their means otherwise), and all latents of a step are decoded in one call,
-concatenated along the batch axis, since the decoders are shared; a consequence is that the
-decoders' batch norm sees statistics pooled over the latents of the step. Inference uses the RGB
-encoder only: z = mean of q(z|R).
+  total = sum of <latent>/recon over the decoded latents
+          + beta * sum of <latent>/kl_prior over the prior latents + beta' * align/kl
+
+  cvae, extended (Eq. 1, Alg. 1): decoded rgb; prior rgb
+  kl (Eq. 3):   decoded joint, rgb; prior joint, rgb; aligned KL(q(z|R,C) || q(z|R))
+  poe (Eq. 4):  decoded rgb, cloud, joint; prior rgb, cloud (none for the product)
+
+A subclass supplies only how it encodes (`encode_posteriors`). Every term is a mean over the
+local batch. Latents are sampled with the reparameterisation trick when training (their means
+otherwise), and all latents of a step are decoded in one call, concatenated along the batch axis,
+since the decoders are shared; a consequence is that the decoders' batch norm sees statistics
+pooled over the latents of the step. Inference uses the RGB encoder only: z = mean of q(z|R).
 """
-from typing import Dict, Tuple
+import dataclasses
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
@@ -30,10 +35,35 @@ from model import encoders as encoders_lib
 from model import latent, losses
 from model.config import STRATEGIES, ModelConfig
 
-__all__ = ["STRATEGIES", "AlignedLatentModel", "build_model"]
+__all__ = ["STRATEGIES", "OBJECTIVES", "AlignedLatentModel", "build_model"]
 
 # Decoder name (ModelConfig) -> key of its output and of its target in a batch.
 OUTPUT_KEYS = {"pose": "pose", "heatmap": "heatmaps", "cloud": "cloud"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One strategy's objective as data (module doc).
+
+    Attributes:
+      decoded: latents decoded by every decoder, each with its reconstruction terms.
+      prior_kl: latents with a beta-weighted KL to the prior N(0, I).
+      aligned: (target, student) of a beta'-weighted KL(q_target || q_student), minimised with
+        respect to the student only; None without alignment.
+    """
+
+    decoded: Tuple[str, ...]
+    prior_kl: Tuple[str, ...]
+    aligned: Optional[Tuple[str, str]] = None
+
+
+OBJECTIVES = {
+    "cvae": Objective(decoded=("rgb",), prior_kl=("rgb",)),
+    "extended": Objective(decoded=("rgb",), prior_kl=("rgb",)),
+    "kl": Objective(decoded=("joint", "rgb"), prior_kl=("joint", "rgb"),
+                    aligned=("joint", "rgb")),
+    "poe": Objective(decoded=("rgb", "cloud", "joint"), prior_kl=("rgb", "cloud")),
+}
 
 
 class AlignedLatentModel(tf.keras.Model):
@@ -75,9 +105,14 @@ class AlignedLatentModel(tf.keras.Model):
         return self.config.decoder_names
 
     @property
+    def objective(self) -> Objective:
+        """The strategy's objective (OBJECTIVES)."""
+        return OBJECTIVES[self.config.strategy]
+
+    @property
     def latent_names(self) -> Tuple[str, ...]:
         """Latents decoded during training, in the order of the loss terms."""
-        return ("rgb",)
+        return self.objective.decoded
 
     # Inference.
     def encode_rgb(self, image: tf.Tensor, training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -87,11 +122,11 @@ class AlignedLatentModel(tf.keras.Model):
     def decode(self, z: tf.Tensor, training: bool = False) -> Dict[str, tf.Tensor]:
         """Every decoder on z (B, D): 'pose' (B, K, 3), and where present 'heatmaps'
         (B, S/4, S/4, K) and 'cloud' (B, N, 3)."""
-        out = {"pose": self.pose_decoder(z)}
+        out = {OUTPUT_KEYS["pose"]: self.pose_decoder(z)}
         if self.heatmap_decoder is not None:
-            out["heatmaps"] = self.heatmap_decoder(z, training=training)
+            out[OUTPUT_KEYS["heatmap"]] = self.heatmap_decoder(z, training=training)
         if self.cloud_decoder is not None:
-            out["cloud"] = self.cloud_decoder(z)
+            out[OUTPUT_KEYS["cloud"]] = self.cloud_decoder(z)
         return out
 
     def predict_pose(self, image: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -120,7 +155,8 @@ class AlignedLatentModel(tf.keras.Model):
     # Training.
     def encode_posteriors(self, image: tf.Tensor, cloud: tf.Tensor, training: bool = False
                           ) -> Dict[str, Tuple[tf.Tensor, tf.Tensor]]:
-        """Posteriors of the strategy, name -> (mu, logvar) each (B, D), in `latent_names` order.
+        """Posteriors of the strategy, name -> (mu, logvar) each (B, D): every latent of its
+        objective.
 
         Args:
           image: (B, S, S, 3) in [0, 1].
@@ -130,8 +166,9 @@ class AlignedLatentModel(tf.keras.Model):
         return {"rgb": self.encode_rgb(image, training=training)}
 
     def _decode_latents(self, posteriors, batch, training) -> Dict[str, tf.Tensor]:
-        """Samples each posterior, decodes all in one call and returns '<latent>/<term>' terms."""
-        names = list(posteriors)
+        """Samples each decoded posterior, decodes all in one call and returns '<latent>/<term>'
+        terms."""
+        names = list(self.objective.decoded)
         z = tf.concat([self.sampling(posteriors[n], training=training) for n in names], axis=0)
         predictions = self.decode(z, training=training)
         targets = {k: tf.concat([batch[k]] * len(names), axis=0)
@@ -160,21 +197,31 @@ class AlignedLatentModel(tf.keras.Model):
         Returns:
           dict of scalar tensors (see the module docstring).
         """
-        raise NotImplementedError(f"{type(self).__name__} does not define its objective")
-
-    def _kl_prior(self, posterior) -> tf.Tensor:
-        return tf.reduce_mean(latent.kl_to_prior(*posterior))
+        objective = self.objective
+        posteriors = self.encode_posteriors(batch["image"], batch.get("cloud"), training)
+        terms = self._decode_latents(posteriors, batch, training)
+        for name in objective.prior_kl:
+            terms[f"{name}/kl_prior"] = tf.reduce_mean(latent.kl_to_prior(*posteriors[name]))
+        total = terms[f"{objective.decoded[0]}/recon"]
+        for name in objective.decoded[1:]:
+            total += terms[f"{name}/recon"]
+        prior_kl = terms[f"{objective.prior_kl[0]}/kl_prior"]
+        for name in objective.prior_kl[1:]:
+            prior_kl += terms[f"{name}/kl_prior"]
+        total += beta * prior_kl
+        if objective.aligned is not None:
+            target, student = objective.aligned
+            fixed = [tf.stop_gradient(t) for t in posteriors[target]]
+            terms["align/kl"] = tf.reduce_mean(
+                latent.kl_divergence(*fixed, *posteriors[student]))
+            total += self.config.beta_prime * terms["align/kl"]
+        terms["total"] = total
+        return terms
 
 
 class ConditionalVAE(AlignedLatentModel):
-    """S1 (Eq. 1, pose decoder only) and S2 (Alg. 1, extra heatmap / cloud decoders)."""
-
-    def compute_losses(self, batch, beta, training):
-        posteriors = self.encode_posteriors(batch["image"], batch.get("cloud"), training)
-        terms = self._decode_latents(posteriors, batch, training)
-        terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
-        terms["total"] = terms["rgb/recon"] + beta * terms["rgb/kl_prior"]
-        return terms
+    """S1 (Eq. 1, pose decoder only) and S2 (Alg. 1, extra heatmap / cloud decoders): the RGB
+    encoder alone."""
 
 
 class KLAlignedModel(AlignedLatentModel):
@@ -197,25 +244,9 @@ class KLAlignedModel(AlignedLatentModel):
     def encoder_names(self):
         return ("rgb", "joint")
 
-    @property
-    def latent_names(self):
-        return ("joint", "rgb")
-
     def encode_posteriors(self, image, cloud, training=False):
         return {"joint": self.joint_encoder(image, cloud, training=training),
                 "rgb": self.encode_rgb(image, training=training)}
-
-    def compute_losses(self, batch, beta, training):
-        posteriors = self.encode_posteriors(batch["image"], batch["cloud"], training)
-        terms = self._decode_latents(posteriors, batch, training)
-        terms["joint/kl_prior"] = self._kl_prior(posteriors["joint"])
-        terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
-        joint = [tf.stop_gradient(t) for t in posteriors["joint"]]
-        terms["align/kl"] = tf.reduce_mean(latent.kl_divergence(*joint, *posteriors["rgb"]))
-        terms["total"] = (terms["joint/recon"] + beta * terms["joint/kl_prior"]
-                          + terms["rgb/recon"] + beta * terms["rgb/kl_prior"]
-                          + self.config.beta_prime * terms["align/kl"])
-        return terms
 
 
 class ProductOfExpertsModel(AlignedLatentModel):
@@ -232,25 +263,12 @@ class ProductOfExpertsModel(AlignedLatentModel):
     def encoder_names(self):
         return ("rgb", "cloud")
 
-    @property
-    def latent_names(self):
-        return ("rgb", "cloud", "joint")
-
     def encode_posteriors(self, image, cloud, training=False):
         rgb = self.encode_rgb(image, training=training)
         cloud = self.cloud_encoder(cloud, training=training)
         joint = latent.product_of_experts([rgb[0], cloud[0]], [rgb[1], cloud[1]],
                                           include_prior=True)
         return {"rgb": rgb, "cloud": cloud, "joint": joint}
-
-    def compute_losses(self, batch, beta, training):
-        posteriors = self.encode_posteriors(batch["image"], batch["cloud"], training)
-        terms = self._decode_latents(posteriors, batch, training)
-        terms["rgb/kl_prior"] = self._kl_prior(posteriors["rgb"])
-        terms["cloud/kl_prior"] = self._kl_prior(posteriors["cloud"])
-        terms["total"] = (terms["rgb/recon"] + terms["cloud/recon"] + terms["joint/recon"]
-                          + beta * (terms["rgb/kl_prior"] + terms["cloud/kl_prior"]))
-        return terms
 
 
 _MODELS = {"cvae": ConditionalVAE, "extended": ConditionalVAE, "kl": KLAlignedModel,

@@ -1,4 +1,4 @@
-"""Presets, schedules and the custom training loop that minimises Eqs. 1-4.
+"""The run's configuration, schedules and the custom training loop that minimises Eqs. 1-4.
 
 The loop is deliberately small: `Trainer.train_step` is a pure function of a batch (one
 GradientTape over the strategy's `compute_losses`), run under a tf.distribute strategy; the rest
@@ -10,63 +10,15 @@ import dataclasses
 import json
 import math
 import os
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
+from data_pipeline.config import VALIDATION_SPLITS, DataConfig
 from model import config as model_config
-from model import strategies
+from model import presets, strategies
 
 CONFIG_FILE = "config.json"
-
-# Steps of the CPU-scale regime: equal for every strategy of an experiment (compared at equal
-# steps, not equal time), and the demo's, which fits `make demo` in about 10 minutes.
-EXPERIMENT_STEPS = 3_000
-DEMO_STEPS = 1_500
-
-# Training presets. 'paper' is SPEC 3's hyper-parameters at the paper's network widths. The
-# CPU-scale regime keeps the paper's architecture at a quarter of every width (MODEL_PRESETS),
-# 64 px crops, 64 cloud points and Adam at 1e-3, so that every strategy learns on 2 cores:
-# 'experiment' is the step budget of the experiments (python -m experiments.run), 'cpu' the same
-# regime for `make demo`. 'smoke' runs in seconds for tests. Step counts for 'paper' are our
-# choice (the paper trains to convergence): about 100 epochs of RHD at batch 32.
-PRESETS: Dict[str, Dict] = {
-    "paper": dict(image_size=256, batch_size=32, max_steps=130_000, beta_anneal_steps=40_000,
-                  eval_every=2_000, checkpoint_every=2_000, log_every=100, eval_batches=0,
-                  plateau_patience=5, learning_rate=1e-4),
-    "experiment": dict(image_size=64, batch_size=32, max_steps=EXPERIMENT_STEPS,
-                       beta_anneal_steps=EXPERIMENT_STEPS // 3, eval_every=500,
-                       checkpoint_every=500, log_every=50, eval_batches=8, plateau_patience=3,
-                       learning_rate=1e-3),
-    "cpu": dict(image_size=64, batch_size=32, max_steps=DEMO_STEPS,
-                beta_anneal_steps=DEMO_STEPS // 3, eval_every=250, checkpoint_every=250,
-                log_every=25, eval_batches=8, plateau_patience=3, learning_rate=1e-3),
-    "smoke": dict(image_size=32, batch_size=4, max_steps=4, beta_anneal_steps=2,
-                  eval_every=2, checkpoint_every=2, log_every=1, eval_batches=1,
-                  plateau_patience=1, learning_rate=1e-4),
-}
-# The networks of each preset: ModelConfig.at_width's multiplier and the points per cloud N
-# (a perfect square for FoldingNet's grid). 64 points keep S3's and S4's cloud decodes and EMD
-# within 3x of S1's step (benchmarks/train_step.py); the paper samples 256.
-MODEL_PRESETS: Dict[str, Dict] = {
-    "paper": dict(width=1.0, num_points=256),
-    "experiment": dict(width=0.25, num_points=64),
-    "cpu": dict(width=0.25, num_points=64),
-    "smoke": dict(width=1.0, num_points=256),
-}
-
-
-def model_config_for(preset: str, *, width: Optional[float] = None,
-                     num_points: Optional[int] = None, **fields) -> model_config.ModelConfig:
-    """The networks of `preset` (MODEL_PRESETS), `width` and `num_points` overriding it when not
-    None, and the other ModelConfig `fields` (strategy, decoders, image_size) as given."""
-    if preset not in MODEL_PRESETS:
-        raise ValueError(f"model_config_for: preset must be one of {sorted(MODEL_PRESETS)}, "
-                         f"got {preset!r}")
-    values = dict(MODEL_PRESETS[preset])
-    values.update({k: v for k, v in (("width", width), ("num_points", num_points))
-                   if v is not None})
-    return model_config.ModelConfig.at_width(values.pop("width"), **values, **fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +26,7 @@ class TrainConfig:
     """Optimisation settings (SPEC 3) and loop cadence.
 
     Attributes:
-      preset: name of the preset the other values started from.
-      image_size: crop size in pixels (S); heatmaps are S/4.
+      preset: name of the preset the other values started from (model/presets.py).
       batch_size: global batch size.
       max_steps: optimisation steps in total.
       learning_rate: Adam's initial learning rate.
@@ -85,20 +36,18 @@ class TrainConfig:
       plateau_patience: validations without a new best EPE that make a plateau.
       eval_every, checkpoint_every, log_every: cadence in steps.
       eval_batches: validation batches per evaluation (0 = the whole split).
-      labelled_fraction: share of training samples that keep their 3D pose (paper Fig. 8).
-      labelled_only: train on the labelled samples alone (Fig. 8's fully supervised baseline).
-      view_correction: whether pre-processing rotates the camera onto the hand (paper Fig. 5).
+      validate_on: the split whose EPE drives the plateaus: 'val' (held out of the training
+        data) or 'test' (then the test split chooses the model).
       seed: seeds weights, shuffling and augmentation.
     """
 
     preset: str = "cpu"
-    image_size: int = 64
     batch_size: int = 32
-    max_steps: int = DEMO_STEPS
+    max_steps: int = presets.DEMO_STEPS
     learning_rate: float = 1e-3
     beta_start: float = 1e-5
     beta_end: float = 1e-3
-    beta_anneal_steps: int = DEMO_STEPS // 3
+    beta_anneal_steps: int = presets.DEMO_STEPS // 3
     lr_decay: float = 0.1
     max_lr_decays: int = 2
     plateau_patience: int = 3
@@ -106,30 +55,91 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 25
     eval_batches: int = 8
-    labelled_fraction: float = 1.0
-    labelled_only: bool = False
-    view_correction: bool = True
+    validate_on: str = "val"
     seed: int = 0
 
     def __post_init__(self):
-        positive = ("image_size", "batch_size", "max_steps", "eval_every", "checkpoint_every",
-                    "log_every", "beta_anneal_steps", "plateau_patience")
+        if self.preset not in presets.NAMES:
+            raise ValueError(f"TrainConfig.preset must be one of {presets.NAMES}, "
+                             f"got {self.preset!r}")
+        positive = ("batch_size", "max_steps", "eval_every", "checkpoint_every", "log_every",
+                    "beta_anneal_steps", "plateau_patience")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.labelled_fraction <= 1.0:
-            raise ValueError(f"--labelled_fraction must be in [0, 1], got {self.labelled_fraction}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
+                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        for name in ("learning_rate", "beta_start", "beta_end"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.eval_batches < 0:
+            raise ValueError(f"TrainConfig.eval_batches must be >= 0, got {self.eval_batches}")
+        if self.validate_on not in VALIDATION_SPLITS:
+            raise ValueError(f"TrainConfig.validate_on must be one of {VALIDATION_SPLITS}, got "
+                             f"{self.validate_on!r}")
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> "TrainConfig":
         """The preset's values with `overrides` (None values ignored) on top."""
-        if preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {preset!r}")
-        values = dict(PRESETS[preset], preset=preset)
+        values = dict(presets.section(preset, "train"), preset=preset)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able dict; `from_dict` inverts it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        """Inverse of `to_dict`; unknown keys are an error (a config of another version)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"TrainConfig.from_dict: unknown field(s) {unknown}; known: "
+                             f"{sorted(fields)}")
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run, as config.json holds it: {model, data, train}.
+
+    The model's input shapes (crop side, points per cloud) are the data's: they are stored once,
+    in the data section, and must agree.
+    """
+
+    model: model_config.ModelConfig
+    data: DataConfig
+    train: TrainConfig
+
+    SECTIONS = ("model", "data", "train")
+
+    def __post_init__(self):
+        for name in model_config.DATA_FIELDS:
+            if getattr(self.model, name) != getattr(self.data, name):
+                raise ValueError(f"RunConfig: ModelConfig.{name}={getattr(self.model, name)} "
+                                 f"differs from DataConfig.{name}={getattr(self.data, name)}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        model = {k: v for k, v in self.model.to_dict().items()
+                 if k not in model_config.DATA_FIELDS}
+        return {"model": model, "data": self.data.to_dict(), "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        """Inverse of `to_dict`. Refuses other layouts, such as config.json files written before
+        it (with a 'validation' section and the crop size in every section)."""
+        if not isinstance(d, dict) or sorted(d) != sorted(cls.SECTIONS):
+            found = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"RunConfig.from_dict: expected the sections {list(cls.SECTIONS)}, "
+                             f"found {found}; a config.json written by an older train.py "
+                             "cannot be read: retrain, or use the version that wrote it")
+        data = DataConfig.from_dict(d["data"])
+        shapes = {k: getattr(data, k) for k in model_config.DATA_FIELDS}
+        clash = sorted(set(d["model"]) & set(shapes))
+        if clash:
+            raise ValueError(f"RunConfig.from_dict: {clash} belong to the data section, not the "
+                             "model section")
+        model = model_config.ModelConfig.from_dict({**d["model"], **shapes})
+        return cls(model, data, TrainConfig.from_dict(d["train"]))
 
 
 def beta_at(step, config: TrainConfig):
@@ -235,56 +245,36 @@ class Trainer:
             sample_images: Optional[tf.Tensor] = None, verbose: bool = True) -> Dict[str, float]:
         """Trains until max_steps or convergence; returns the last logged losses and metrics.
 
+        Each step: one distributed update, then logging (every log_every), validation with the
+        plateau schedule (every eval_every) and checkpointing (every checkpoint_every, and at the
+        end).
+
         Args:
           train_ds: an infinite dataset of batches (see data_pipeline.dataset.build_dataset).
           validate: model -> metrics dict with 'epe_mean_mm'; drives the plateau schedule.
           sample_images: (K, S, S, 3) images written to TensorBoard at each validation.
+          verbose: show a progress bar and a line per validation.
         """
         cfg = self.config
         if self._distributed_step is None:
             self._distributed_step = tf.function(self._run_step)
         iterator = iter(self.distribution.experimental_distribute_dataset(train_ds))
-        metrics = {}
+        metrics: Dict[str, float] = {}
         trackers: Dict[str, tf.keras.metrics.Mean] = {}
-        start = int(self.step.numpy())
         progbar = tf.keras.utils.Progbar(cfg.max_steps, verbose=1 if verbose else 0,
-                                         stateful_metrics=None, unit_name="step")
-        progbar.update(start)
+                                         unit_name="step")
+        progbar.update(int(self.step.numpy()))
         with self._writer.as_default():
             while int(self.step.numpy()) < cfg.max_steps:
                 losses = self._distributed_step(next(iterator))
                 step = int(self.step.numpy())
-                for name, value in losses.items():
-                    trackers.setdefault(name, tf.keras.metrics.Mean(name)).update_state(value)
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    metrics = {name: float(t.result()) for name, t in trackers.items()}
-                    for name, value in metrics.items():
-                        tf.summary.scalar(f"loss/{name}", value, step=step)
-                    tf.summary.scalar("beta", beta_at(step, cfg), step=step)
-                    tf.summary.scalar("learning_rate", self.optimizer.learning_rate, step=step)
-                    for t in trackers.values():
-                        t.reset_state()
                 progbar.update(step, values=[("loss", float(losses["total"]))])
-                if not math.isfinite(float(losses["total"])):
-                    raise FloatingPointError(
-                        f"loss became {float(losses['total'])} at step {step}; last good "
-                        f"checkpoint: {self.manager.latest_checkpoint}")
+                self._check_finite(losses, step)
+                metrics.update(self._log(losses, trackers, step))
                 converged = False
                 if validate is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                    result = validate(self.model)
-                    for name, value in result.items():
-                        if isinstance(value, (int, float)):
-                            tf.summary.scalar(f"val/{name}", value, step=step)
-                    if sample_images is not None:
-                        tf.summary.image("val/input", sample_images, step=step, max_outputs=4)
-                    status = self.plateau.update(result["epe_mean_mm"])
-                    metrics.update({f"val/{k}": v for k, v in result.items()
-                                    if isinstance(v, (int, float))})
-                    if verbose:
-                        print(f"\nstep {step}: validation EPE {result['epe_mean_mm']:.2f} mm "
-                              f"(best {float(self.plateau.best_epe.numpy()):.2f}, {status}, "
-                              f"lr {float(self.optimizer.learning_rate.numpy()):.2e})")
-                    converged = status == "converged"
+                    result, converged = self._validate(validate, sample_images, step, verbose)
+                    metrics.update(result)
                 if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or converged:
                     self.manager.save(checkpoint_number=step)
                 if converged:
@@ -292,62 +282,114 @@ class Trainer:
         self._writer.flush()
         return metrics
 
+    def _check_finite(self, losses: Dict[str, tf.Tensor], step: int) -> None:
+        """Stops training on a non-finite loss, naming the step and the last good checkpoint."""
+        total = float(losses["total"])
+        if not math.isfinite(total):
+            raise FloatingPointError(f"loss became {total} at step {step}; last good checkpoint: "
+                                     f"{self.manager.latest_checkpoint}")
 
-def save_run_config(model_dir: str, run_config: Dict) -> None:
-    """Writes model_dir/config.json, refusing to resume a run with another model.
+    def _log(self, losses: Dict[str, tf.Tensor], trackers: Dict[str, tf.keras.metrics.Mean],
+             step: int) -> Dict[str, float]:
+        """Accumulates the step's losses; every log_every steps (and at the last) writes their
+        means, beta and the learning rate to TensorBoard and returns the means, else {}."""
+        cfg = self.config
+        for name, value in losses.items():
+            trackers.setdefault(name, tf.keras.metrics.Mean(name)).update_state(value)
+        if step % cfg.log_every and step != cfg.max_steps:
+            return {}
+        means = {name: float(t.result()) for name, t in trackers.items()}
+        for name, value in means.items():
+            tf.summary.scalar(f"loss/{name}", value, step=step)
+        tf.summary.scalar("beta", beta_at(step, cfg), step=step)
+        tf.summary.scalar("learning_rate", self.optimizer.learning_rate, step=step)
+        for t in trackers.values():
+            t.reset_state()
+        return means
 
-    Resuming with other loop settings (max_steps, eval cadence) is allowed; changing the model,
-    the data or the strategy is not, since the checkpoint would not match.
+    def _validate(self, validate, sample_images, step: int, verbose: bool):
+        """Runs `validate`, writes its numbers to TensorBoard and steps the plateau schedule.
+
+        Returns:
+          ({'val/<name>': value}, whether training converged).
+        """
+        result = validate(self.model)
+        numbers = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+        for name, value in numbers.items():
+            tf.summary.scalar(f"val/{name}", value, step=step)
+        if sample_images is not None:
+            tf.summary.image("val/input", sample_images, step=step, max_outputs=4)
+        status = self.plateau.update(result["epe_mean_mm"])
+        if verbose:
+            print(f"\nstep {step}: validation EPE {result['epe_mean_mm']:.2f} mm "
+                  f"(best {float(self.plateau.best_epe.numpy()):.2f}, {status}, "
+                  f"lr {float(self.optimizer.learning_rate.numpy()):.2e})")
+        return {f"val/{k}": v for k, v in numbers.items()}, status == "converged"
+
+
+def save_run_config(model_dir: str, run: RunConfig) -> None:
+    """Writes model_dir/config.json, refusing to resume a run with another model or data.
+
+    Resuming with other loop settings (max_steps, cadence) or another cache directory is
+    allowed; another model, strategy or data is not, since the checkpoint would not match.
+    The file is written under a temporary name and renamed, so it is never half-written.
     """
     path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-        for section in ("model", "data"):
-            if previous.get(section) != run_config.get(section):
+        previous = read_run_config(path)
+        for name, same in (("model", previous.model == run.model),
+                           ("data", previous.data.same_data(run.data))):
+            if not same:
                 raise ValueError(
-                    f"{path} records a different {section} configuration than these flags:\n"
-                    f"  recorded: {previous.get(section)}\n  now:      {run_config.get(section)}\n"
-                    "Use another --model_dir, or the recorded flags to resume.")
+                    f"{path} records a different {name} configuration than these settings:\n"
+                    f"  recorded: {getattr(previous, name)}\n  now:      {getattr(run, name)}\n"
+                    "Use another model_dir, or the recorded settings to resume.")
     os.makedirs(model_dir, exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(run_config, f, indent=2, sort_keys=True)
+        json.dump(run.to_dict(), f, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+def read_run_config(path: str) -> RunConfig:
+    """Reads a config.json; ValueError naming the file if it is not one this version wrote."""
+    try:
+        with open(path) as f:
+            return RunConfig.from_dict(json.load(f))
+    except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a readable run configuration ({e})") from e
 
 
 def load_run_config(ckpt_or_dir: str):
     """Finds config.json and the checkpoint for a model_dir or a checkpoint prefix in one.
 
     Returns:
-      (config dict, checkpoint path).
+      (RunConfig, checkpoint path).
     """
     if os.path.isdir(ckpt_or_dir):
         model_dir = ckpt_or_dir
         ckpt = tf.train.latest_checkpoint(model_dir)
         if ckpt is None:
-            raise FileNotFoundError(f"--ckpt: no checkpoint in {model_dir} (train first)")
+            raise FileNotFoundError(f"load_run_config: no checkpoint in {model_dir} (train first)")
     else:
         model_dir = os.path.dirname(ckpt_or_dir) or "."
         ckpt = ckpt_or_dir
         if not tf.io.gfile.exists(ckpt + ".index"):
-            raise FileNotFoundError(f"--ckpt: {ckpt}.index does not exist; pass a model_dir or a "
-                                    "checkpoint prefix such as model_dir/ckpt-300")
+            raise FileNotFoundError(f"load_run_config: {ckpt}.index does not exist; pass a "
+                                    "model_dir or a checkpoint prefix such as model_dir/ckpt-300")
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"--ckpt: {path} is missing; it is written by train.py")
-    with open(path) as f:
-        return json.load(f), ckpt
+        raise FileNotFoundError(f"load_run_config: {path} is missing; it is written by train.py")
+    return read_run_config(path), ckpt
 
 
 def restore_model(ckpt_or_dir: str):
     """Builds the model recorded in config.json and restores its weights.
 
     Returns:
-      (model, config dict, checkpoint path).
+      (model, RunConfig, checkpoint path).
     """
-    run_config, ckpt = load_run_config(ckpt_or_dir)
-    cfg = model_config.ModelConfig.from_dict(run_config["model"])
-    model = strategies.build_model(cfg)  # variables exist, so restoring is immediate
+    run, ckpt = load_run_config(ckpt_or_dir)
+    model = strategies.build_model(run.model)  # variables exist, so restoring is immediate
     tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
-    return model, run_config, ckpt
+    return model, run, ckpt

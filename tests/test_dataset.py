@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipeline import dataset
+from data_pipeline.config import DataConfig
 from data_pipeline.sample import DataError
 from tests.test_preprocess import make_sample
 
@@ -41,15 +42,20 @@ def fake_reader(monkeypatch, tmp_path):
     return str(data_dir), calls
 
 
+def _config(data_dir, cache_dir=None, data="synthetic", **fields):
+    return DataConfig(data=data, data_dir=data_dir, image_size=S, cache_dir=cache_dir, **fields)
+
+
 def _build(data_dir, cache_dir, split="train", **kwargs):
-    args = dict(data_dir=data_dir, image_size=S, batch_size=3, cache_dir=cache_dir)
-    args.update(kwargs)
-    return dataset.build_dataset("synthetic", split, **args)
+    """build_dataset; kwargs that are DataConfig fields go to the config, the rest to the call."""
+    fields = {k: kwargs.pop(k) for k in list(kwargs) if k in DataConfig.__dataclass_fields__}
+    kwargs.setdefault("batch_size", 3)
+    return dataset.build_dataset(_config(data_dir, cache_dir, **fields), split, **kwargs)
 
 
 def _train_indices(n=7, bad=(3,)):
     """The training split's usable positions among `_samples(n, bad)` (validation carved out)."""
-    val = dataset.validation_indices("synthetic", _samples(n, bad))
+    val = dataset.validation_indices(DataConfig(), _samples(n, bad))
     return [i for i in range(n) if i not in val and i not in bad]
 
 
@@ -64,7 +70,8 @@ def test_batches_have_the_contract_shapes_and_dtypes(fake_reader, tmp_path, caps
     assert [int(b["image"].shape[0]) for b in batches] == [3, 2]
     b = batches[0]
     expected = {"image": ((3, S, S, 3), tf.float32), "pose": ((3, 21, 3), tf.float32),
-                "cloud": ((3, 50, 3), tf.float32), "heatmaps": ((3, S // 4, S // 4, 21), tf.float32),
+                "cloud": ((3, 50, 3), tf.float32),
+                "heatmaps": ((3, S // 4, S // 4, 21), tf.float32),
                 "scale": ((3,), tf.float32), "visible": ((3, 21), tf.float32),
                 "labelled": ((3,), tf.float32), "has_cloud": ((3,), tf.float32),
                 "index": ((3,), tf.int64)}
@@ -104,12 +111,10 @@ def test_labelled_fraction_marks_the_first_training_samples_by_index(fake_reader
     np.testing.assert_array_equal(b["pose"][2:], 0.0)
     np.testing.assert_array_equal(b["visible"][2:], 0.0)
     np.testing.assert_allclose(b["scale"][2:], np.mean(b["scale"][:2]), rtol=1e-6)
-    path, meta = dataset.prepare_cache("synthetic", "train", data_dir, image_size=S,
-                                       cache_dir=cache, labelled_fraction=0.5)
+    path, meta = dataset.prepare_cache(_config(data_dir, cache, labelled_fraction=0.5), "train")
     assert (meta["num_labelled"], meta["unlabelled_scale"]) == (3, pytest.approx(
         float(np.mean(b["scale"][:2])), rel=1e-6))
-    assert path != dataset.cache_path("synthetic", "train", data_dir, image_size=S,
-                                      cache_dir=cache)
+    assert path != dataset.cache_path(_config(data_dir, cache), "train")
     # Validation is always labelled.
     val = next(iter(_build(data_dir, cache, split="val", labelled_fraction=0.5)))
     np.testing.assert_array_equal(val["labelled"], 1.0)
@@ -148,7 +153,7 @@ def test_unlabelled_records_do_not_depend_on_the_3d_label(tmp_path):
 
 def test_unlabelled_samples_need_a_labelled_one(tmp_path):
     samples = _samples(3, bad=(0,))
-    with pytest.raises(DataError, match="no labelled sample.*--labelled_fraction"):
+    with pytest.raises(DataError, match="no labelled sample.*labelled fraction"):
         dataset.write_shards(samples, str(tmp_path / "u"), image_size=S, view_correction=True,
                              num_labelled=1, workers=1)
     assert not os.path.exists(tmp_path / "u")
@@ -176,13 +181,11 @@ def test_cache_is_reused_and_keyed_by_settings(fake_reader, tmp_path):
     assert len(calls) == 1
     _build(data_dir, cache, augment=True, batch_size=2)  # same pre-processing: no re-read
     assert len(calls) == 1
-    assert dataset.dataset_size("synthetic", "train", data_dir, image_size=S,
-                                cache_dir=cache) == 5
+    assert dataset.dataset_size(_config(data_dir, cache), "train") == 5
     _build(data_dir, cache, view_correction=False)  # another setting: another cache
     assert len(calls) == 2
     assert sorted(p for p in os.listdir(cache)) == sorted(
-        os.path.basename(dataset.cache_path("synthetic", "train", data_dir, image_size=S,
-                                            view_correction=v, cache_dir=cache))
+        os.path.basename(dataset.cache_path(_config(data_dir, cache, view_correction=v), "train"))
         for v in (True, False))
 
 
@@ -221,21 +224,19 @@ def test_all_samples_bad_is_an_error(tmp_path):
 
 def test_missing_real_data_names_the_path_and_flag(tmp_path):
     missing = str(tmp_path / "nowhere")
-    with pytest.raises(DataError, match=f"{missing}.*RHD_published_v2.*--data_dir"):
-        dataset.build_dataset("rhd", "train", data_dir=missing, cache_dir=str(tmp_path))
-    with pytest.raises(DataError, match=f"{missing}.*Stereo Hand Pose.*--data_dir"):
-        dataset.build_dataset("stb", "test", data_dir=missing, cache_dir=str(tmp_path))
+    with pytest.raises(DataError, match=f"{missing}.*RHD_published_v2.*DataConfig.data_dir"):
+        dataset.build_dataset(_config(missing, str(tmp_path), data="rhd"), "train")
+    with pytest.raises(DataError, match=f"{missing}.*Stereo Hand Pose.*DataConfig.data_dir"):
+        dataset.build_dataset(_config(missing, str(tmp_path), data="stb"), "test")
 
 
-def test_bad_arguments_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="--data"):
-        dataset.build_dataset("mnist", "train")
-    with pytest.raises(ValueError, match="--split"):
-        dataset.build_dataset("rhd", "validation")
-    with pytest.raises(ValueError, match="--labelled_fraction"):
-        dataset.build_dataset("rhd", "train", labelled_fraction=1.5, data_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="--image_size"):
-        dataset.build_dataset("rhd", "train", image_size=30, data_dir=str(tmp_path))
+def test_bad_arguments_name_the_argument(tmp_path):
+    config = _config(str(tmp_path), str(tmp_path))
+    with pytest.raises(ValueError, match="prepare_cache: split must be one of"):
+        dataset.build_dataset(config, "validation")
+    with pytest.raises(ValueError, match="dataset_from_cache: batch_size must be positive"):
+        dataset.dataset_from_cache(str(tmp_path), {"image_size": S, "shards": ["x"]}, config,
+                                   batch_size=0)
 
 
 def test_sample_cloud_with_and_without_replacement():
@@ -251,9 +252,11 @@ def test_sample_cloud_with_and_without_replacement():
 
 
 def test_default_data_dirs_live_under_the_repo():
+    from data_pipeline import config  # pylint: disable=import-outside-toplevel
     for data, name in (("synthetic", "synthetic_rhd"), ("rhd", "RHD_published_v2"),
                        ("stb", "STB")):
-        assert dataset.default_data_dir(data) == os.path.join(dataset.REPO_ROOT, "data", name)
+        assert config.default_data_dir(data) == os.path.join(config.REPO_ROOT, "data", name)
+        assert DataConfig(data=data).resolved_data_dir == config.default_data_dir(data)
 
 
 @pytest.mark.slow
@@ -265,13 +268,13 @@ def test_end_to_end_through_the_readers(tmp_path, fmt, data):
     synthetic.generate(fmt, data_dir, 10, 2, seed=2, workers=1)
     cache = str(tmp_path / "cache")
     # One of the ten validates (RHD: a seeded 5%, at least one; STB: the B6Random frame).
-    assert dataset.dataset_size(data, "train", data_dir, image_size=S, cache_dir=cache) == 9
-    assert dataset.dataset_size(data, "val", data_dir, image_size=S, cache_dir=cache) == 1
-    batch = next(iter(dataset.build_dataset(data, "train", data_dir=data_dir, image_size=S,
-                                            batch_size=4, cache_dir=cache)))
+    config = _config(data_dir, cache, data=data)
+    assert dataset.dataset_size(config, "train") == 9
+    assert dataset.dataset_size(config, "val") == 1
+    batch = next(iter(dataset.build_dataset(config, "train", batch_size=4)))
     assert tuple(batch["image"].shape) == (4, S, S, 3)
     assert tuple(batch["heatmaps"].shape) == (4, S // 4, S // 4, 21)
-    inspected = inspect_lib.inspect_sample(data, "train", 2, data_dir=data_dir, image_size=S)
+    inspected = inspect_lib.inspect_sample(config, "train", 2)
     np.testing.assert_allclose(batch["pose"][2], inspected["pose"], atol=1e-6)
     np.testing.assert_allclose(batch["image"][2], inspected["image"], atol=1e-6)
     assert float(batch["scale"][2]) == pytest.approx(float(inspected["scale"]), rel=1e-6)
@@ -285,8 +288,8 @@ def test_a_corrupt_file_is_skipped_with_its_name_and_the_count(tmp_path, capsys)
     corrupt = data_dir / "training" / "color" / "00001.png"
     corrupt.write_bytes(b"not a png")
     capsys.readouterr()
-    ds = dataset.build_dataset("synthetic", "train", data_dir=str(data_dir), image_size=S,
-                               batch_size=8, cache_dir=str(tmp_path / "cache"))
+    ds = dataset.build_dataset(_config(str(data_dir), str(tmp_path / "cache")), "train",
+                               batch_size=8)
     out = capsys.readouterr().out
     assert f"skipping sample 1: {corrupt}" in out
     assert "skipped 1 of 3 samples" in out  # sample 3 validates
@@ -302,6 +305,9 @@ def test_a_changed_data_directory_gets_a_new_cache(fake_reader, tmp_path):
     assert len(calls) == 2
 
 
+RHD, STB = DataConfig(data="rhd"), DataConfig(data="stb")
+
+
 class _STBLikeReader(list):
     """A training reader with STB's sample_ids: (sequence, frame) per position."""
 
@@ -313,20 +319,22 @@ class _STBLikeReader(list):
 @pytest.mark.parametrize("count", [2, 7, 40, 1000])
 def test_validation_and_training_indices_partition_the_training_split(count):
     reader = list(range(count))
-    train = dataset.split_indices("rhd", "train", reader)
-    val = dataset.split_indices("rhd", "val", reader)
+    train = dataset.split_indices(RHD, "train", reader)
+    val = dataset.split_indices(RHD, "val", reader)
     assert len(val) == max(1, round(0.05 * count))
     assert not set(train) & set(val)
     assert sorted(set(train) | set(val)) == list(range(count))
-    np.testing.assert_array_equal(val, dataset.validation_indices("synthetic", reader))  # fixed
-    np.testing.assert_array_equal(dataset.split_indices("rhd", "test", reader), np.arange(count))
+    np.testing.assert_array_equal(val, dataset.validation_indices(DataConfig(), reader))  # fixed
+    np.testing.assert_array_equal(dataset.split_indices(RHD, "test", reader), np.arange(count))
+    wider = dataset.split_indices(DataConfig(data="rhd", validation_fraction=0.25), "val", reader)
+    assert len(wider) == max(1, round(0.25 * count))
 
 
 def test_stb_validates_on_one_training_sequence():
     frames = {f"B{b}{kind}": 3 for b in range(2, 7) for kind in ("Counting", "Random")}
     reader = _STBLikeReader(frames)
-    val = dataset.split_indices("stb", "val", reader)
-    train = dataset.split_indices("stb", "train", reader)
+    val = dataset.split_indices(STB, "val", reader)
+    train = dataset.split_indices(STB, "train", reader)
     assert [reader.sample_ids[i][0] for i in val] == ["B6Random"] * 3
     assert "B6Random" not in {reader.sample_ids[i][0] for i in train}
     assert sorted(set(train) | set(val)) == list(range(30)) and not set(train) & set(val)
@@ -334,9 +342,9 @@ def test_stb_validates_on_one_training_sequence():
 
 def test_a_training_split_too_small_to_carve_is_an_error():
     with pytest.raises(DataError, match="1 samples.*0 training"):
-        dataset.validation_indices("rhd", [0])
+        dataset.validation_indices(RHD, [0])
     with pytest.raises(DataError, match="B6Random.*0 validation"):
-        dataset.validation_indices("stb", _STBLikeReader({"B2Counting": 4}))
+        dataset.validation_indices(STB, _STBLikeReader({"B2Counting": 4}))
 
 
 def test_train_and_val_caches_partition_the_training_split(fake_reader, tmp_path):
@@ -354,11 +362,11 @@ def test_train_and_val_caches_partition_the_training_split(fake_reader, tmp_path
 
 def test_the_test_split_keeps_every_sample(fake_reader, tmp_path, capsys):
     data_dir, calls = fake_reader
-    path, meta = dataset.prepare_cache("synthetic", "test", data_dir, image_size=S,
-                                       cache_dir=str(tmp_path / "cache"))
+    config = _config(data_dir, str(tmp_path / "cache"), num_points=16)
+    path, meta = dataset.prepare_cache(config, "test")
     assert calls == [("synthetic", "test")] and "skipping" not in capsys.readouterr().out
     assert (meta["num_examples"], meta["num_raw"], meta["num_skipped"]) == (7, 7, 0)
-    batch = next(iter(dataset.dataset_from_cache(path, meta, batch_size=7, num_points=16)))
+    batch = next(iter(dataset.dataset_from_cache(path, meta, config, batch_size=7)))
     np.testing.assert_array_equal(batch["index"], np.arange(7))
     # Sample 3 has no hand mask, so no cloud: its crop comes from the keypoints.
     np.testing.assert_array_equal(batch["has_cloud"], [1, 1, 1, 0, 1, 1, 1])

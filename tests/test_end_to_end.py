@@ -32,7 +32,8 @@ def test_train_resume_and_evaluate(tmp_path):
     assert os.path.exists(os.path.join(model_dir, "ckpt-4.index"))
     config = json.load(open(os.path.join(model_dir, "config.json")))
     assert config["model"]["strategy"] == "poe" and config["train"]["max_steps"] == 4
-    assert config["validation"] == {"split": "val", "num_examples": 1}
+    assert sorted(config) == ["data", "model", "train"] and config["train"]["validate_on"] == "val"
+    assert config["data"]["image_size"] == 32 and "image_size" not in config["model"]
     # Training never reads the test split: only the training and validation caches exist.
     assert sorted(name.split("-")[1] for name in os.listdir(cache_dir)) == ["train", "val"]
     assert any(f.startswith("events.") for f in os.listdir(os.path.join(model_dir, "train")))
@@ -44,7 +45,7 @@ def test_train_resume_and_evaluate(tmp_path):
     assert "done at step 6" in resumed.stdout
     assert "validating on the test split (4 samples" in resumed.stdout
     config = json.load(open(os.path.join(model_dir, "config.json")))
-    assert config["validation"] == {"split": "test", "num_examples": 4}
+    assert config["train"]["validate_on"] == "test"
 
     changed = _run("train.py", "--strategy=kl", *common)
     assert changed.returncode != 0
@@ -83,4 +84,5 @@ def test_train_resume_and_evaluate(tmp_path):
 def test_train_rejects_bad_flags():
     result = _run("train.py", "--preset=smoke", "--labelled_fraction=2")
     assert result.returncode != 0
-    assert "--labelled_fraction" in result.stderr
+    assert ("error: --labelled_fraction: DataConfig.labelled_fraction must be in [0, 1], got 2.0"
+            in result.stderr)

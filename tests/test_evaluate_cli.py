@@ -1,4 +1,5 @@
 """evaluate.py --predictions end to end, and its errors for bad prediction files."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from data_pipeline.config import DataConfig
 from evaluation import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,25 +129,33 @@ def test_mode_flags_are_checked(tmp_path):
 
 
 def test_evaluation_settings_follow_the_run(tmp_path):
-    run = {"model": {"strategy": "poe", "num_points": 256},
-           "data": {"data": "synthetic", "data_dir": "/data/synth", "image_size": 64,
-                    "view_correction": False}}
+    from model import presets, training  # pylint: disable=import-outside-toplevel
+
+    data = presets.data_config("cpu", data_dir="/data/synth", view_correction=False,
+                               labelled_fraction=0.25, labelled_only=True)
+    run = training.RunConfig(presets.model_config("cpu", data), data,
+                             training.TrainConfig())
     model_dir = tmp_path / "run"
     model_dir.mkdir()
-    args, out = report.evaluation_settings(run, str(model_dir))
-    assert args == dict(data="synthetic", split="test", data_dir="/data/synth", image_size=64,
-                        view_correction=False, num_points=256)
+    config, out = report.evaluation_settings(run, str(model_dir))
+    # The run's data and pre-processing, every sample labelled.
+    assert config == dataclasses.replace(data, labelled_fraction=1.0, labelled_only=False)
     assert out == str(model_dir / "eval_test")
     # A checkpoint prefix writes next to it; another data set drops the run's directory but keeps
     # its pre-processing.
-    args, out = report.evaluation_settings(run, str(model_dir / "ckpt-8"), data="stb",
-                                           split="train")
-    assert (args["data"], args["data_dir"], args["image_size"]) == ("stb", None, 64)
+    config, out = report.evaluation_settings(run, str(model_dir / "ckpt-8"), data="stb",
+                                             split="train")
+    assert (config.data, config.data_dir, config.image_size) == ("stb", None, 64)
     assert out == str(model_dir / "eval_train")
-    args, out = report.evaluation_settings(run, str(model_dir), data_dir="/elsewhere", out_dir="o")
-    assert (args["data_dir"], out) == ("/elsewhere", "o")
-    with pytest.raises(ValueError, match=r"no data setting \['image_size'\]"):
-        report.evaluation_settings({"data": {"data": "rhd", "view_correction": True}}, "m")
+    config, out = report.evaluation_settings(run, str(model_dir), data_dir="/elsewhere",
+                                             out_dir="o", cache_dir="/c")
+    assert (config.data_dir, config.cache_dir, out) == ("/elsewhere", "/c", "o")
+
+
+def test_ckpt_errors_name_the_flag(tmp_path):
+    result = _evaluate(f"--ckpt={tmp_path}")
+    assert result.returncode != 0
+    assert f"error: --ckpt: load_run_config: no checkpoint in {tmp_path}" in result.stderr
 
 
 @pytest.mark.slow
@@ -166,11 +176,11 @@ def test_restored_model_is_evaluated_from_rgb_alone(tmp_path):
         v.assign_add(tf.random.normal(v.shape, stddev=0.1))
     model_dir = tmp_path / "run"
     checkpoint = tf.train.Checkpoint(model=model).save(str(model_dir / "ckpt"))
-    (model_dir / "config.json").write_text(json.dumps(
-        {"model": cfg.to_dict(), "train": {},
-         "data": {"data": "synthetic", "image_size": 32, "view_correction": True}}))
+    data_cfg = DataConfig(image_size=32, num_points=16)
+    training.save_run_config(str(model_dir),
+                             training.RunConfig(cfg, data_cfg, training.TrainConfig()))
 
-    restored, run_config, path = training.restore_model(str(model_dir))
+    restored, run, path = training.restore_model(str(model_dir))
     assert path == checkpoint
     rng = np.random.default_rng(0)
     data = {"image": rng.uniform(size=(5, 32, 32, 3)).astype(np.float32),
@@ -180,12 +190,12 @@ def test_restored_model_is_evaluated_from_rgb_alone(tmp_path):
             "visible": np.ones((5, K), np.float32),
             "index": np.arange(5, dtype=np.int64)}
     ds = tf.data.Dataset.from_tensor_slices(data).batch(2)
-    data_args, out_dir = report.evaluation_settings(run_config, str(model_dir))
+    evaluated, out_dir = report.evaluation_settings(run, str(model_dir))
     with pytest.raises(ValueError, match="scored 5 of the 6 samples of the synthetic test"):
-        report.evaluate_restored(restored, run_config, path, ds, data="synthetic", split="test",
+        report.evaluate_restored(restored, "poe", path, ds, data="synthetic", split="test",
                                  out_dir=out_dir, split_size=6)
     metrics, paths = report.evaluate_restored(
-        restored, run_config, path, ds, data=data_args["data"], split="test", out_dir=out_dir,
+        restored, run.model.strategy, path, ds, data=evaluated.data, split="test", out_dir=out_dir,
         split_size=5, num_figure_samples=2, interpolation_steps=3)
     assert out_dir == str(model_dir / "eval_test")
     assert set(paths) == {"metrics", "predictions", "pck", "fig3", "fig4"}
@@ -196,7 +206,7 @@ def test_restored_model_is_evaluated_from_rgb_alone(tmp_path):
     assert json.loads(open(paths["metrics"]).read())["split_size"] == 5
     # --max_batches scores part of the split, and says so.
     partial, _ = report.evaluate_restored(
-        restored, run_config, path, ds, data="synthetic", split="test",
+        restored, "poe", path, ds, data="synthetic", split="test",
         out_dir=str(tmp_path / "partial"), split_size=5, max_batches=1, num_figure_samples=2,
         interpolation_steps=3)
     assert (partial["num_samples"], partial["split_size"], partial["complete"]) == (2, 5, False)

@@ -276,7 +276,7 @@ def test_evaluate_restored_writes_everything_consistently(tmp_path, with_cloud):
     model = FakeModel(with_cloud)
     _, ds = _fake_dataset()
     metrics, paths = report.evaluate_restored(
-        model, {"model": {"strategy": "poe"}}, "run/ckpt-4", ds, data="synthetic", split="test",
+        model, "poe", "run/ckpt-4", ds, data="synthetic", split="test",
         out_dir=str(tmp_path), split_size=5, num_figure_samples=2, interpolation_steps=3)
     assert sorted(os.listdir(tmp_path)) == sorted(
         ["metrics.json", "predictions.npz", "pck.png", "fig3_samples.png",

@@ -9,6 +9,7 @@ import pytest
 from data_pipeline import geometry
 from data_pipeline import inspect as inspect_lib
 from data_pipeline import synthetic
+from data_pipeline.config import DataConfig
 from data_pipeline.sample import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,8 +50,8 @@ def _check_contract(sample, image_size=64, num_points=256):
 @pytest.mark.parametrize("data", ["synthetic", "stb"])
 @pytest.mark.parametrize("augment", [False, True])
 def test_inspect_sample_follows_the_contract(data_dirs, data, augment):
-    sample = inspect_lib.inspect_sample(data, "train", 1, data_dir=data_dirs[data],
-                                        image_size=64, augment=augment, seed=2)
+    config = DataConfig(data=data, data_dir=data_dirs[data], image_size=64)
+    sample = inspect_lib.inspect_sample(config, "train", 1, augment=augment, seed=2)
     _check_contract(sample)
     if not augment:  # viewpoint correction puts the root on the crop centre
         np.testing.assert_allclose(sample["R_view"] @ sample["root"],
@@ -60,8 +61,8 @@ def test_inspect_sample_follows_the_contract(data_dirs, data, augment):
 
 def test_rhd_cloud_points_lie_on_the_depth_map(data_dirs):
     from data_pipeline.rhd import RHDReader  # pylint: disable=import-outside-toplevel
-    sample = inspect_lib.inspect_sample("synthetic", "test", 0, data_dir=data_dirs["synthetic"],
-                                        image_size=32, view_correction=False)
+    config = DataConfig(data_dir=data_dirs["synthetic"], image_size=32, view_correction=False)
+    sample = inspect_lib.inspect_sample(config, "test", 0)
     raw = RHDReader(data_dirs["synthetic"], "test")[0]
     camera = sample["cloud"].astype(np.float64) * sample["scale"] @ sample["R_view"] \
         + sample["root"]
@@ -73,10 +74,11 @@ def test_rhd_cloud_points_lie_on_the_depth_map(data_dirs):
 
 
 def test_bad_index_and_missing_data_are_clear_errors(data_dirs, tmp_path):
-    with pytest.raises(ValueError, match="--index=99 is out of range.*has 2 samples"):
-        inspect_lib.inspect_sample("synthetic", "test", 99, data_dir=data_dirs["synthetic"])
-    with pytest.raises(DataError, match="--data_dir"):
-        inspect_lib.inspect_sample("rhd", "test", 0, data_dir=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="index=99 is out of range.*has 2 samples"):
+        inspect_lib.inspect_sample(DataConfig(data_dir=data_dirs["synthetic"]), "test", 99)
+    with pytest.raises(DataError, match="DataConfig.data_dir"):
+        inspect_lib.inspect_sample(DataConfig(data="rhd", data_dir=str(tmp_path / "missing")),
+                                   "test", 0)
 
 
 @pytest.mark.slow
@@ -89,6 +91,10 @@ def test_command_line_writes_npz_and_png(data_dirs, tmp_path):
     with np.load(out) as npz:
         _check_contract({k: npz[k] for k in npz.files})
     assert png.stat().st_size > 10_000
+    # As a user starts it, without the test session's TensorFlow log level.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     bad = subprocess.run(command[:5] + ["--split=test", "--index=7", f"--out={out}"], cwd=REPO,
-                         capture_output=True, text=True)
-    assert bad.returncode != 0 and "--index=7 is out of range" in bad.stderr
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "error: --index: inspect_sample: index=7 is out of range" \
+        in bad.stderr
+    assert "cuDNN" not in bad.stderr  # TensorFlow's start-up noise is hidden

@@ -441,15 +441,24 @@ def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeyp
     assert len(os.listdir(os.path.join(out, "training", "color"))) == 3
 
 
-def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="--format"):
+def test_bad_arguments_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="generate: fmt must be one of"):
         generate("coco", str(tmp_path / "a"), 1, 1, 0)
-    with pytest.raises(ValueError, match="--num_train"):
+    with pytest.raises(ValueError, match="generate: num_train must be a positive"):
         generate("rhd", str(tmp_path / "a"), 0, 1, 0)
-    with pytest.raises(ValueError, match="--seed"):
+    with pytest.raises(ValueError, match="generate: seed must be"):
         generate("rhd", str(tmp_path / "a"), 1, 1, -1)
-    with pytest.raises(ValueError, match="--num_test must be at least 2 for STB"):
+    with pytest.raises(ValueError, match="generate: num_test must be at least 2 for STB"):
         generate("stb", str(tmp_path / "a"), 10, 1, 0)
+
+
+def test_command_line_errors_name_the_flag(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "data_pipeline.synthetic", "--format=stb",
+         f"--out={tmp_path / 'b'}", "--num_train=10", "--num_test=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "error: --num_test: generate: num_test must be at least 2 for STB" in result.stderr
 
 
 def test_command_line(tmp_path):

@@ -1,4 +1,5 @@
 """Schedules and run bookkeeping of model/training.py (the loop itself: test_end_to_end.py)."""
+import dataclasses
 import json
 import math
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import training
+from data_pipeline.config import DataConfig
+from model import presets, training
+from model.config import ModelConfig
 
 
 def _config(**overrides):
@@ -24,13 +27,13 @@ def test_beta_is_geometric_between_the_paper_bounds():
 
 def test_preset_overrides_and_validation():
     cfg = training.TrainConfig.from_preset("paper", batch_size=8, max_steps=None)
-    assert (cfg.image_size, cfg.batch_size, cfg.learning_rate) == (256, 8, 1e-4)
-    with pytest.raises(ValueError, match="--preset"):
+    assert (cfg.batch_size, cfg.max_steps, cfg.learning_rate) == (8, 130_000, 1e-4)
+    with pytest.raises(ValueError, match="preset must be one of"):
         training.TrainConfig.from_preset("huge")
-    with pytest.raises(ValueError, match="--labelled_fraction"):
-        _config(labelled_fraction=1.5)
-    with pytest.raises(ValueError, match="--batch_size"):
+    with pytest.raises(ValueError, match="TrainConfig.batch_size must be positive"):
         _config(batch_size=0)
+    with pytest.raises(ValueError, match="TrainConfig.validate_on must be one of"):
+        _config(validate_on="train")
     # The dataclass defaults are the cpu preset, so the two cannot drift apart.
     assert training.TrainConfig() == training.TrainConfig.from_preset("cpu")
 
@@ -70,16 +73,62 @@ def test_plateau_state_survives_a_checkpoint(tmp_path):
     assert math.isclose(float(opt2.learning_rate.numpy()), 1e-5, rel_tol=1e-6)
 
 
-def test_run_config_refuses_another_model(tmp_path):
-    run = {"model": {"strategy": "poe"}, "data": {"data": "synthetic"}, "train": {"max_steps": 4}}
+def _run(strategy="poe", max_steps=4, **data):
+    data_cfg = presets.data_config("smoke", data_dir="/data/rhd", **data)
+    return training.RunConfig(presets.model_config("smoke", data_cfg, strategy=strategy),
+                              data_cfg, training.TrainConfig.from_preset("smoke",
+                                                                         max_steps=max_steps))
+
+
+def test_run_config_round_trips_with_the_crop_size_stored_once(tmp_path):
+    run = _run(labelled_fraction=0.5)
+    d = run.to_dict()
+    assert sorted(d) == ["data", "model", "train"]
+    stored = json.dumps(d)
+    assert stored.count('"image_size"') == 1 and stored.count('"num_points"') == 1
+    assert training.RunConfig.from_dict(json.loads(stored)) == run
     training.save_run_config(str(tmp_path), run)
-    # Other loop settings may change on resume.
-    training.save_run_config(str(tmp_path), dict(run, train={"max_steps": 8}))
+    assert training.read_run_config(str(tmp_path / "config.json")) == run
+
+
+@pytest.mark.parametrize("section, key", [("model", "width"), ("data", "batch_size"),
+                                          ("train", "image_size"), ("model", "image_size")])
+def test_run_config_refuses_unknown_keys(section, key):
+    d = _run().to_dict()
+    d[section][key] = 1
+    with pytest.raises(ValueError, match=key):
+        training.RunConfig.from_dict(d)
+
+
+def test_run_config_refuses_a_config_json_of_the_old_layout(tmp_path):
+    old = {"model": {"strategy": "poe", "image_size": 32}, "train": {"image_size": 32},
+           "data": {"data": "synthetic", "image_size": 32}, "validation": {"split": "val"}}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"config.json: .*older train.py"):
+        training.read_run_config(str(tmp_path / "config.json"))
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json: not a readable run configuration"):
+        training.read_run_config(str(tmp_path / "config.json"))
+
+
+def test_run_config_refuses_a_model_of_other_input_shapes():
+    run = _run()
+    with pytest.raises(ValueError, match="ModelConfig.image_size=64 differs"):
+        training.RunConfig(dataclasses.replace(run.model, image_size=64), run.data, run.train)
+
+
+def test_run_config_refuses_another_model_or_data(tmp_path):
+    training.save_run_config(str(tmp_path), _run())
+    # Other loop settings and another cache directory may change on resume.
+    training.save_run_config(str(tmp_path), _run(max_steps=8, cache_dir="/elsewhere"))
     assert json.loads((tmp_path / "config.json").read_text())["train"]["max_steps"] == 8
     with pytest.raises(ValueError, match="different model configuration"):
-        training.save_run_config(str(tmp_path), dict(run, model={"strategy": "kl"}))
-    # The refused write left the recorded file intact.
-    assert json.loads((tmp_path / "config.json").read_text())["model"] == {"strategy": "poe"}
+        training.save_run_config(str(tmp_path), _run(strategy="kl"))
+    with pytest.raises(ValueError, match="different data configuration"):
+        training.save_run_config(str(tmp_path), _run(view_correction=False))
+    # The refused writes left the recorded file intact.
+    assert training.read_run_config(str(tmp_path / "config.json")) == _run(
+        max_steps=8, cache_dir="/elsewhere")
 
 
 def test_load_run_config_errors_name_the_path(tmp_path):
@@ -101,7 +150,6 @@ def _s1_batch(size=4, seed=0):
 
 
 def test_train_step_weighs_the_kl_by_the_annealed_beta(tmp_path, monkeypatch):
-    from model.config import ModelConfig
     cfg = _config(beta_anneal_steps=100)
     trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL), cfg, str(tmp_path))
     betas = []
@@ -120,7 +168,6 @@ def test_train_step_weighs_the_kl_by_the_annealed_beta(tmp_path, monkeypatch):
 
 def test_fit_stops_when_the_s1_loss_is_nan(tmp_path):
     """A NaN target pose makes the pose loss NaN (never 0), so the guard fires at once."""
-    from model.config import ModelConfig
     trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL),
                                _config(max_steps=1, checkpoint_every=1), str(tmp_path))
     batch = _s1_batch()
@@ -136,7 +183,6 @@ def test_fit_learns_a_fixed_batch(tmp_path):
     The batch has 8 samples: with fewer, training-mode batch norm (batch statistics) and the
     inference path (moving statistics) see very different activations.
     """
-    from model.config import ModelConfig
     model_cfg = ModelConfig(strategy="poe", image_size=32, latent_dim=8, num_points=16,
                             resnet_widths=(8, 8, 16, 16), cloud_widths=(8, 16), pose_hidden=16,
                             heatmap_channels=16, fold_hidden=16)
@@ -157,12 +203,32 @@ def test_fit_learns_a_fixed_batch(tmp_path):
     assert pose_error() < 0.7 * before  # about 0.5 in practice; 1.0 would mean no learning
 
 
-def test_every_preset_names_its_networks():
-    assert set(training.MODEL_PRESETS) == set(training.PRESETS)
-    cfg = training.model_config_for("experiment", strategy="poe", image_size=64)
+def test_every_preset_names_its_networks_data_and_training():
+    assert all(sorted(p) == ["data", "model", "train"] for p in presets.PRESETS.values())
+    data = presets.data_config("experiment", data="synthetic")
+    cfg = presets.model_config("experiment", data, strategy="poe")
     assert (cfg.resnet_widths, cfg.num_points, cfg.fold_hidden) == ((16, 32, 64, 128), 64, 128)
-    assert training.model_config_for("paper") == training.model_config_for("paper", width=1.0)
-    wide = training.model_config_for("cpu", width=0.5, num_points=16, strategy="cvae")
+    assert (data.image_size, data.num_points) == (cfg.image_size, 64)
+    paper = presets.data_config("paper")
+    assert presets.model_config("paper", paper) == presets.model_config("paper", paper, width=1.0)
+    small = presets.data_config("cpu", num_points=16, image_size=None)
+    wide = presets.model_config("cpu", small, width=0.5, strategy="cvae")
     assert (wide.resnet_widths[0], wide.num_points, wide.strategy) == (32, 16, "cvae")
     with pytest.raises(ValueError, match="preset must be one of"):
-        training.model_config_for("huge")
+        presets.data_config("huge")
+
+
+def test_data_config_round_trips_and_checks_each_field_once():
+    cfg = DataConfig(data="stb", image_size=64, labelled_fraction=0.25, cache_dir="/c")
+    assert DataConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['crop'\]"):
+        DataConfig.from_dict(dict(cfg.to_dict(), crop=3))
+    for field, value, message in (("data", "mnist", "DataConfig.data must be one of"),
+                                  ("image_size", 30, "DataConfig.image_size must be a multiple"),
+                                  ("num_points", 0, "DataConfig.num_points must be a positive"),
+                                  ("labelled_fraction", 1.5, "labelled_fraction must be in"),
+                                  ("validation_fraction", 1.0, "validation_fraction must be in")):
+        with pytest.raises(ValueError, match=message):
+            dataclasses.replace(cfg, **{field: value})
+    assert cfg.same_data(dataclasses.replace(cfg, cache_dir=None))
+    assert not cfg.same_data(dataclasses.replace(cfg, view_correction=False))

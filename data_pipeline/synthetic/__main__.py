@@ -7,10 +7,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from data_pipeline.synthetic.builder import generate
+from common import cli
+from data_pipeline.synthetic.builder import FORMATS, generate
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("format", None, ["rhd", "stb"], "Data set format to write.")
+flags.DEFINE_enum("format", None, FORMATS, "Data set format to write.")
 flags.DEFINE_string("out", None, "Root directory of the data set to create.")
 flags.DEFINE_integer("num_train", None, "Number of training samples.", lower_bound=1)
 flags.DEFINE_integer("num_test", None, "Number of test samples.", lower_bound=1)
@@ -23,7 +24,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
-    generate(FLAGS.format, FLAGS.out, FLAGS.num_train, FLAGS.num_test, FLAGS.seed, FLAGS.workers)
+    try:
+        generate(FLAGS.format, FLAGS.out, FLAGS.num_train, FLAGS.num_test, FLAGS.seed,
+                 FLAGS.workers)
+    except ValueError as e:
+        cli.exit_with(e)
 
 
 if __name__ == "__main__":

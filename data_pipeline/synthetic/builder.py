@@ -71,20 +71,20 @@ def _available_cpus():
 
 def _check_arguments(fmt, num_train, num_test, seed, workers):
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
+        raise ValueError(f"generate: fmt must be one of {FORMATS}, got {fmt!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
+        raise ValueError(f"generate: seed must be a non-negative integer, got {seed!r}")
     for name, value in (("num_train", num_train), ("num_test", num_test)):
         if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+            raise ValueError(f"generate: {name} must be a positive integer, got {value!r}")
     if fmt == "stb":
         for split, value in (("train", num_train), ("test", num_test)):
             needed = len(stb_writer.SEQUENCES[split])
             if value < needed:
-                raise ValueError(f"--num_{split} must be at least {needed} for STB (one frame per "
-                                 f"{split} sequence), got {value}")
+                raise ValueError(f"generate: num_{split} must be at least {needed} for STB (one "
+                                 f"frame per {split} sequence), got {value}")
     if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise ValueError(f"generate: workers must be at least 1, got {workers}")
 
 
 def _existing_parameters(out_dir):

@@ -18,7 +18,8 @@ import dataclasses
 
 import numpy as np
 
-NUM_KEYPOINTS = 21
+from data_pipeline.sample import NUM_KEYPOINTS
+
 NUM_FINGERS = 5
 FINGERS = ("thumb", "index", "middle", "ring", "little")
 
