@@ -391,5 +391,13 @@ def restore_model(ckpt_or_dir: str):
     """
     run, ckpt = load_run_config(ckpt_or_dir)
     model = strategies.build_model(run.model)  # variables exist, so restoring is immediate
-    tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
+    try:
+        status = tf.train.Checkpoint(model=model).restore(ckpt)
+        # Every variable of the model must come from the checkpoint (a checkpoint of another
+        # strategy or size must not half-restore); the optimizer's slots are not needed.
+        status.assert_existing_objects_matched().expect_partial()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ValueError(f"restore_model: {ckpt} does not hold the {run.model.strategy} model "
+                         f"that {CONFIG_FILE} describes ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:300]})") from e
     return model, run, ckpt
