@@ -19,7 +19,7 @@ cli.quiet_tensorflow(sys.argv)
 from absl import app, flags  # noqa: E402
 
 from data_pipeline.config import DATASETS, VALIDATION_SPLITS, default_data_dir  # noqa: E402
-from model.config import OPTIONAL_DECODERS, STRATEGIES  # noqa: E402
+from model.config import DISTRIBUTIONS, OPTIONAL_DECODERS, STRATEGIES  # noqa: E402
 from model import presets  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -67,6 +67,12 @@ flags.DEFINE_enum("validate_on", "val", VALIDATION_SPLITS,
 flags.DEFINE_integer("checkpoint_every", None, "Override the preset's checkpoint cadence (steps).")
 flags.DEFINE_integer("eval_every", None, "Override the preset's validation cadence (steps).")
 flags.DEFINE_integer("seed", 0, "Seed for weights, shuffling and augmentation.")
+flags.DEFINE_enum("distribution", "auto", DISTRIBUTIONS,
+                  "auto: one GPU or the CPU, or MirroredStrategy over several local GPUs; "
+                  "mirrored: MirroredStrategy over every local GPU; multi_worker: "
+                  "MultiWorkerMirroredStrategy over the hosts in TF_CONFIG, the global "
+                  "--batch_size split across replicas, only the chief writing (README, Training "
+                  "on several machines).")
 cli.define_verbose_flag()
 
 
@@ -100,6 +106,8 @@ def main(argv):
     from model import training
 
     try:
+        # A multi-worker strategy must exist before any other TensorFlow work.
+        distribution = training.make_distribution(FLAGS.distribution)
         run = run_config_from_flags()
     except ValueError as e:
         cli.exit_with(e)
@@ -113,7 +121,8 @@ def main(argv):
         val_ds = dataset.build_dataset(run.data, train_cfg.validate_on,
                                        batch_size=train_cfg.batch_size, seed=train_cfg.seed)
         num_val = dataset.dataset_size(run.data, train_cfg.validate_on)
-        training.save_run_config(model_dir, run)
+        if training.is_chief(distribution):
+            training.save_run_config(model_dir, run)
     except (DataError, ValueError) as e:
         cli.exit_with(e)
     if train_cfg.eval_batches:
@@ -123,7 +132,7 @@ def main(argv):
     def validate(model):
         return inference.evaluate_model(model, val_ds)
 
-    trainer = training.Trainer(run.model, train_cfg, model_dir)
+    trainer = training.Trainer(run.model, train_cfg, model_dir, distribution)
     resumed = trainer.restore_latest()
     print(f"{'resuming from ' + resumed if resumed else 'starting'}: strategy={FLAGS.strategy} "
           f"data={FLAGS.data} preset={FLAGS.preset} model_dir={model_dir} "
@@ -131,7 +140,14 @@ def main(argv):
     print(f"validating on the {train_cfg.validate_on} split ({num_val} samples"
           + (f", {train_cfg.eval_batches} batches per validation)" if train_cfg.eval_batches
              else ")"))
-    metrics = trainer.fit(train_ds, validate=validate, sample_images=sample_images)
+    try:
+        metrics = trainer.fit(train_ds, validate=validate, sample_images=sample_images)
+    except FloatingPointError as e:
+        sys.exit(f"error: {e}")
+    if trainer.stop_signal is not None:
+        print(f"stopped by signal {trainer.stop_signal} at step {int(trainer.step.numpy())}; "
+              f"checkpoint: {trainer.manager.latest_checkpoint}; the same command resumes")
+        return
     summary = (", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                or f"nothing to train, --max_steps={train_cfg.max_steps} already reached")
     print(f"done at step {int(trainer.step.numpy())}: {summary}")

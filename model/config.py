@@ -18,6 +18,9 @@ OPTIONAL_DECODERS = ("heatmap", "cloud")
 HEATMAP_INPUT_STRIDE = 32
 # The input shapes of the networks, which a run's data section owns (model/training.RunConfig).
 DATA_FIELDS = ("image_size", "num_points")
+# How training is spread over devices and hosts (train.py --distribution,
+# model/training.make_distribution).
+DISTRIBUTIONS = ("auto", "mirrored", "multi_worker")
 # The attributes that ModelConfig.at_width scales.
 WIDTH_FIELDS = ("resnet_widths", "cloud_widths", "pose_hidden", "heatmap_channels", "fold_hidden")
 

@@ -37,14 +37,19 @@ class Sampling(tf.keras.layers.Layer):
     """Reparameterised sample z = mu + exp(logvar / 2) * eps, eps ~ N(0, I).
 
     With training=False it returns mu, the deterministic latent used at inference (SPEC 2) and
-    for validation losses.
+    for validation losses. Given a `seed` ((2,) int tensor), eps is a function of it alone
+    (stateless), so that a run resumed from a checkpoint draws the noise it would have drawn
+    uninterrupted; without one it comes from TensorFlow's global random state.
     """
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, seed=None):
         mu, logvar = inputs
         if not training:
             return mu
-        eps = tf.random.normal(tf.shape(mu), dtype=mu.dtype)
+        if seed is None:
+            eps = tf.random.normal(tf.shape(mu), dtype=mu.dtype)
+        else:
+            eps = tf.random.stateless_normal(tf.shape(mu), seed, dtype=mu.dtype)
         return mu + tf.exp(0.5 * logvar) * eps
 
 

@@ -165,11 +165,14 @@ class AlignedLatentModel(tf.keras.Model):
         """
         return {"rgb": self.encode_rgb(image, training=training)}
 
-    def _decode_latents(self, posteriors, batch, training) -> Dict[str, tf.Tensor]:
+    def _decode_latents(self, posteriors, batch, training, seed) -> Dict[str, tf.Tensor]:
         """Samples each decoded posterior, decodes all in one call and returns '<latent>/<term>'
         terms."""
         names = list(self.objective.decoded)
-        z = tf.concat([self.sampling(posteriors[n], training=training) for n in names], axis=0)
+        z = tf.concat([self.sampling(posteriors[n], training=training,
+                                     seed=None if seed is None else
+                                     tf.random.experimental.stateless_fold_in(seed, i))
+                       for i, n in enumerate(names)], axis=0)
         predictions = self.decode(z, training=training)
         targets = {k: tf.concat([batch[k]] * len(names), axis=0)
                    for k in predictions if k in batch}
@@ -184,8 +187,8 @@ class AlignedLatentModel(tf.keras.Model):
             terms.update({f"{name}/{k}": v for k, v in recon.items()})
         return terms
 
-    def compute_losses(self, batch: Dict[str, tf.Tensor], beta, training: bool
-                       ) -> Dict[str, tf.Tensor]:
+    def compute_losses(self, batch: Dict[str, tf.Tensor], beta, training: bool,
+                       seed: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
         """The strategy's terms and 'total' for one (local) batch.
 
         Args:
@@ -193,13 +196,15 @@ class AlignedLatentModel(tf.keras.Model):
             'cloud' (B, N, 3), 'heatmaps' (B, S/4, S/4, K); optional 'labelled' (B,) 0/1.
           beta: weight of the KL terms to the prior (scalar, annealed by the caller).
           training: sample latents and update batch norm.
+          seed: optional (2,) int tensor that fixes the latents' sampling noise (stateless);
+            None draws it from TensorFlow's global random state.
 
         Returns:
           dict of scalar tensors (see the module docstring).
         """
         objective = self.objective
         posteriors = self.encode_posteriors(batch["image"], batch.get("cloud"), training)
-        terms = self._decode_latents(posteriors, batch, training)
+        terms = self._decode_latents(posteriors, batch, training, seed)
         for name in objective.prior_kl:
             terms[f"{name}/kl_prior"] = tf.reduce_mean(latent.kl_to_prior(*posteriors[name]))
         total = terms[f"{objective.decoded[0]}/recon"]

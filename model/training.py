@@ -10,12 +10,17 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import signal
+import tempfile
+import threading
 from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
 from data_pipeline.config import VALIDATION_SPLITS, DataConfig
 from model import config as model_config
+from model.config import DISTRIBUTIONS
 from model import presets, strategies
 
 CONFIG_FILE = "config.json"
@@ -38,6 +43,8 @@ class TrainConfig:
       eval_batches: validation batches per evaluation (0 = the whole split).
       validate_on: the split whose EPE drives the plateaus: 'val' (held out of the training
         data) or 'test' (then the test split chooses the model).
+      max_nonfinite_steps: steps in a row whose loss is not finite (each skipped, no update)
+        that are tolerated; one more stops training.
       seed: seeds weights, shuffling and augmentation.
     """
 
@@ -56,6 +63,7 @@ class TrainConfig:
     log_every: int = 25
     eval_batches: int = 8
     validate_on: str = "val"
+    max_nonfinite_steps: int = 5
     seed: int = 0
 
     def __post_init__(self):
@@ -63,7 +71,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.preset must be one of {presets.NAMES}, "
                              f"got {self.preset!r}")
         positive = ("batch_size", "max_steps", "eval_every", "checkpoint_every", "log_every",
-                    "beta_anneal_steps", "plateau_patience")
+                    "beta_anneal_steps", "plateau_patience", "max_nonfinite_steps")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
@@ -185,23 +193,53 @@ class PlateauSchedule(tf.Module):
         return "decayed"
 
 
-def default_distribution_strategy() -> tf.distribute.Strategy:
-    """Mirrored over several GPUs, else one device (the GPU if any, else the CPU)."""
+def make_distribution(name: str = "auto") -> tf.distribute.Strategy:
+    """The tf.distribute strategy of train.py --distribution.
+
+    'auto': MirroredStrategy over several local GPUs, else one device (the GPU if any, else the
+    CPU). 'mirrored': MirroredStrategy over every local GPU (the CPU without one).
+    'multi_worker': MultiWorkerMirroredStrategy over the hosts that TF_CONFIG lists (README,
+    "Training on several machines"); create it before any other TensorFlow work.
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"make_distribution: name must be one of {DISTRIBUTIONS}, got {name!r}")
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("make_distribution: multi_worker needs the TF_CONFIG environment "
+                             "variable (cluster and task of this worker)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
+    if name == "mirrored" or len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
 
 
+def is_chief(distribution: tf.distribute.Strategy) -> bool:
+    """Whether this process writes checkpoints, config.json and summaries: always, except for
+    the workers of a multi-worker cluster other than the chief (or worker 0 without one)."""
+    resolver = getattr(distribution, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
+                                            and resolver.task_id == 0)
+
+
 class Trainer:
-    """Owns the model, the optimizer, the schedules, checkpoints and summaries of one run."""
+    """Owns the model, the optimizer, the schedules, checkpoints and summaries of one run.
+
+    Under a multi-worker strategy every worker runs the same steps, but only the chief writes to
+    model_dir; the others save their (identical) checkpoints to a scratch directory, which they
+    remove when `fit` ends, and write no summaries.
+    """
 
     def __init__(self, model_cfg: "model_config.ModelConfig", train_cfg: TrainConfig,
                  model_dir: str, distribution: Optional[tf.distribute.Strategy] = None):
         self.model_cfg = model_cfg
         self.config = train_cfg
         self.model_dir = model_dir
-        self.distribution = distribution or default_distribution_strategy()
+        self.distribution = distribution or make_distribution()
+        self.is_chief = is_chief(self.distribution)
         with self.distribution.scope():
             tf.keras.utils.set_random_seed(train_cfg.seed)
             self.model = strategies.build_model(model_cfg)
@@ -210,44 +248,87 @@ class Trainer:
             self.plateau = PlateauSchedule(self.optimizer, train_cfg)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               step=self.step, plateau=self.plateau)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, model_dir, max_to_keep=3)
-        self._writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-        self._distributed_step = None
+        self._scratch = None if self.is_chief else tempfile.mkdtemp(prefix="worker_ckpt_")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._scratch or model_dir,
+                                                  max_to_keep=3)
+        self._writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+                        if self.is_chief else tf.summary.create_noop_writer())
+        self._compute = self._apply = None
+        self.stop_signal: Optional[int] = None
 
     def restore_latest(self) -> Optional[str]:
         """Resumes from the newest checkpoint in model_dir, if any; returns its path."""
-        path = self.manager.latest_checkpoint
+        path = tf.train.latest_checkpoint(self.model_dir)
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return path
 
-    def train_step(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """One replica's step: losses of the strategy's equation, then one Adam update."""
+    def compute_gradients(self, batch: Dict[str, tf.Tensor]):
+        """One replica's losses of the strategy's equation and their gradients.
+
+        Returns:
+          (losses dict, gradients in the order of model.trainable_variables).
+        """
         beta = beta_at(self.step, self.config)
+        # The sampling noise is a function of (seed, step, replica), so that a resumed run
+        # draws what it would have drawn uninterrupted.
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(self.config.seed, tf.int64), self.step]), replica)
         with tf.GradientTape() as tape:
-            losses = self.model.compute_losses(batch, beta, training=True)
+            losses = self.model.compute_losses(batch, beta, training=True, seed=seed)
             # compute_losses averages over the local batch; gradients sum over replicas.
             scaled = losses["total"] / self.distribution.num_replicas_in_sync
-        variables = self.model.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        return losses, tape.gradient(scaled, self.model.trainable_variables)
+
+    def apply_gradients(self, grads) -> None:
+        """One Adam update of model.trainable_variables (summed over replicas)."""
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+
+    def train_step(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """One replica's step: losses of the strategy's equation, then one Adam update."""
+        losses, grads = self.compute_gradients(batch)
+        self.apply_gradients(grads)
         return losses
 
-    def _run_step(self, batch):
-        per_replica = self.distribution.run(self.train_step, args=(batch,))
+    def _distributed_compute(self, batch):
+        losses, grads = self.distribution.run(self.compute_gradients, args=(batch,))
         losses = {k: self.distribution.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                  for k, v in per_replica.items()}
+                  for k, v in losses.items()}
+        return losses, grads
+
+    def _distributed_apply(self, grads):
+        self.distribution.run(self.apply_gradients, args=(grads,))
         self.step.assign_add(1)
-        return losses
+
+    def _step(self, batch):
+        """One update, or none when the loss is not finite on any replica (the losses are
+        reduced over replicas first, so every worker takes the same decision).
+
+        Returns:
+          (losses, whether the update was applied).
+        """
+        if self._compute is None:
+            self._compute = tf.function(self._distributed_compute)
+            self._apply = tf.function(self._distributed_apply)
+        losses, grads = self._compute(batch)
+        finite = math.isfinite(float(losses["total"]))
+        if finite:
+            self._apply(grads)
+        return losses, finite
 
     def fit(self, train_ds: tf.data.Dataset,
             validate: Optional[Callable[[tf.keras.Model], Dict[str, float]]] = None,
             sample_images: Optional[tf.Tensor] = None, verbose: bool = True) -> Dict[str, float]:
-        """Trains until max_steps or convergence; returns the last logged losses and metrics.
+        """Trains until max_steps, convergence or SIGTERM; returns the last logged losses and
+        metrics.
 
         Each step: one distributed update, then logging (every log_every), validation with the
         plateau schedule (every eval_every) and checkpointing (every checkpoint_every, and at the
-        end).
+        end). A step whose loss is not finite applies no update and is logged; more than
+        max_nonfinite_steps of them in a row stop training (FloatingPointError naming the step
+        and the last good checkpoint, which stays intact). SIGTERM (what a cluster scheduler
+        sends) saves a checkpoint at the current step and returns; `stop_signal` then holds it.
 
         Args:
           train_ds: an infinite dataset of batches (see data_pipeline.dataset.build_dataset).
@@ -256,38 +337,76 @@ class Trainer:
           verbose: show a progress bar and a line per validation.
         """
         cfg = self.config
-        if self._distributed_step is None:
-            self._distributed_step = tf.function(self._run_step)
-        iterator = iter(self.distribution.experimental_distribute_dataset(train_ds))
+        options = tf.data.Options()
+        # Each worker reads every record and keeps its share of the elements, as the files are
+        # fewer than workers may be.
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        iterator = iter(self.distribution.experimental_distribute_dataset(
+            train_ds.with_options(options)))
         metrics: Dict[str, float] = {}
         trackers: Dict[str, tf.keras.metrics.Mean] = {}
         progbar = tf.keras.utils.Progbar(cfg.max_steps, verbose=1 if verbose else 0,
                                          unit_name="step")
         progbar.update(int(self.step.numpy()))
-        with self._writer.as_default():
-            while int(self.step.numpy()) < cfg.max_steps:
-                losses = self._distributed_step(next(iterator))
-                step = int(self.step.numpy())
-                progbar.update(step, values=[("loss", float(losses["total"]))])
-                self._check_finite(losses, step)
-                metrics.update(self._log(losses, trackers, step))
-                converged = False
-                if validate is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                    result, converged = self._validate(validate, sample_images, step, verbose)
-                    metrics.update(result)
-                if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or converged:
-                    self.manager.save(checkpoint_number=step)
-                if converged:
-                    break
-        self._writer.flush()
+        nonfinite = 0
+        self.stop_signal = None
+        previous = self._catch_sigterm()
+        try:
+            with self._writer.as_default():
+                while int(self.step.numpy()) < cfg.max_steps and self.stop_signal is None:
+                    losses, applied = self._step(next(iterator))
+                    step = int(self.step.numpy())
+                    if not applied:
+                        nonfinite = self._skip(losses, step, nonfinite + 1)
+                        continue
+                    nonfinite = 0
+                    progbar.update(step, values=[("loss", float(losses["total"]))])
+                    metrics.update(self._log(losses, trackers, step))
+                    converged = False
+                    if validate is not None and (step % cfg.eval_every == 0
+                                                 or step == cfg.max_steps):
+                        result, converged = self._validate(validate, sample_images, step,
+                                                           verbose)
+                        metrics.update(result)
+                    if (step % cfg.checkpoint_every == 0 or step == cfg.max_steps or converged
+                            or self.stop_signal is not None):
+                        self.manager.save(checkpoint_number=step)
+                    if converged:
+                        break
+            self._writer.flush()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if self._scratch:
+                shutil.rmtree(self._scratch, ignore_errors=True)
         return metrics
 
-    def _check_finite(self, losses: Dict[str, tf.Tensor], step: int) -> None:
-        """Stops training on a non-finite loss, naming the step and the last good checkpoint."""
+    def _catch_sigterm(self):
+        """Turns SIGTERM into a request to checkpoint and stop after the current step; returns
+        the previous handler (None where signals cannot be caught: not the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum, frame):
+            del frame
+            self.stop_signal = signum
+
+        return signal.signal(signal.SIGTERM, request_stop)
+
+    def _skip(self, losses: Dict[str, tf.Tensor], step: int, in_a_row: int) -> int:
+        """Logs a step whose update was skipped (its loss is not finite); stops training when
+        more than max_nonfinite_steps happened in a row. Returns the count in a row."""
         total = float(losses["total"])
-        if not math.isfinite(total):
-            raise FloatingPointError(f"loss became {total} at step {step}; last good checkpoint: "
-                                     f"{self.manager.latest_checkpoint}")
+        print(f"\nstep {step + 1}: loss is {total}, update skipped ({in_a_row} in a row)",
+              flush=True)
+        tf.summary.scalar("skipped_nonfinite", in_a_row, step=step)
+        if in_a_row > self.config.max_nonfinite_steps:
+            last = tf.train.latest_checkpoint(self.model_dir)
+            raise FloatingPointError(
+                f"loss not finite at {in_a_row} steps in a row (last: {total} at step "
+                f"{step + 1}); training stopped. Last good checkpoint: {last}")
+        return in_a_row
 
     def _log(self, losses: Dict[str, tf.Tensor], trackers: Dict[str, tf.keras.metrics.Mean],
              step: int) -> Dict[str, float]:

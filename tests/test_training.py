@@ -155,9 +155,9 @@ def test_train_step_weighs_the_kl_by_the_annealed_beta(tmp_path, monkeypatch):
     betas = []
     compute_losses = trainer.model.compute_losses
 
-    def record(batch, beta, training):
+    def record(batch, beta, training, seed=None):
         betas.append(float(beta))
-        return compute_losses(batch, beta, training)
+        return compute_losses(batch, beta, training, seed)
 
     monkeypatch.setattr(trainer.model, "compute_losses", record)
     for step in (0, 50, 100):
@@ -166,14 +166,40 @@ def test_train_step_weighs_the_kl_by_the_annealed_beta(tmp_path, monkeypatch):
     np.testing.assert_allclose(betas, [1e-5, 1e-4, 1e-3], rtol=1e-5)
 
 
-def test_fit_stops_when_the_s1_loss_is_nan(tmp_path):
-    """A NaN target pose makes the pose loss NaN (never 0), so the guard fires at once."""
-    trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL),
-                               _config(max_steps=1, checkpoint_every=1), str(tmp_path))
+def _nan_batch():
     batch = _s1_batch()
     batch["pose"] = tf.tensor_scatter_nd_update(batch["pose"], [[1, 5, 0]], [float("nan")])
-    with pytest.raises(FloatingPointError, match="loss became nan at step 1"):
-        trainer.fit(tf.data.Dataset.from_tensors(batch).repeat(), verbose=False)
+    return batch
+
+
+def test_a_nonfinite_loss_skips_its_update_and_training_goes_on(tmp_path, capsys):
+    """A NaN target pose makes the pose loss NaN (never 0): that step applies no update."""
+    trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL),
+                               _config(max_steps=3, checkpoint_every=1), str(tmp_path))
+    batches = [_s1_batch(seed=1), _nan_batch(), _s1_batch(seed=2), _s1_batch(seed=3)]
+    ds = tf.data.Dataset.from_tensor_slices(
+        {k: tf.stack([b[k] for b in batches]) for k in batches[0]})
+    trainer.fit(ds.repeat(), verbose=False)
+    assert int(trainer.step.numpy()) == 3
+    assert int(trainer.optimizer.iterations.numpy()) == 3  # three updates for four batches
+    assert "step 2: loss is nan, update skipped (1 in a row)" in capsys.readouterr().out
+
+
+def test_nonfinite_losses_in_a_row_stop_training_and_keep_the_last_checkpoint(tmp_path):
+    cfg = _config(max_steps=2, checkpoint_every=1, max_nonfinite_steps=2)
+    trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL), cfg, str(tmp_path))
+    trainer.fit(tf.data.Dataset.from_tensors(_s1_batch()).repeat(), verbose=False)
+    saved = [v.numpy().copy() for v in trainer.model.trainable_variables]
+    index = (tmp_path / "ckpt-2.index").read_bytes()
+    trainer.config = dataclasses.replace(cfg, max_steps=4)
+    with pytest.raises(FloatingPointError, match=r"3 steps in a row .*step 3\); training "
+                                                 r"stopped. Last good checkpoint: .*ckpt-2"):
+        trainer.fit(tf.data.Dataset.from_tensors(_nan_batch()).repeat(), verbose=False)
+    # No update was applied, and the last good checkpoint is untouched.
+    for before, after in zip(saved, trainer.model.trainable_variables):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert (tmp_path / "ckpt-2.index").read_bytes() == index
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
 
 
 @pytest.mark.slow
