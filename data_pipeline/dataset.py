@@ -10,15 +10,20 @@ Layout of the cache (one directory per data set, split and pre-processing settin
 
   <cache_dir>/<data>-<split>-<hash>/          cache_dir defaults to <repo>/data/cache
       shard-00000.tfrecord ...               tf.train.Example records, in sample-index order
-      meta.json                              counts, skipped samples, the settings hashed
+      meta.json                              counts, skipped samples, the settings hashed,
+                                             each shard's size in bytes
 
 <hash> covers the absolute data directory and its modification time (a regenerated data set
 gets a new cache), the split, the image size, the viewpoint-correction switch, the number of
 cloud candidates, the validation carve-out, the labelled fraction (the 'train' split) and
 CACHE_VERSION. The directory is written under a temporary name and renamed when complete, so an
-interrupted run never leaves a cache that looks complete. Records hold a PNG crop (uint8), the
-float16 cloud candidates, float32 keypoints and whether the example is labelled; decoding, the
-per-step cloud sample, augmentation and heatmaps happen in the parallel map.
+interrupted run never leaves a cache that looks complete. Opening a cache checks meta.json and
+each shard's size against it (`read_meta`), so a cache damaged afterwards (a truncated shard, a
+corrupt meta.json) is refused when it is opened, naming the file, instead of failing with
+DataLossError mid-training. It is not rebuilt in place, since other runs may be reading it: the
+message says to delete the directory. Records hold a PNG crop (uint8), the float16 cloud
+candidates, float32 keypoints and whether the example is labelled; decoding, the per-step cloud
+sample, augmentation and heatmaps happen in the parallel map.
 
 Weak supervision (paper Fig. 8): in the 'train' split the first round(labelled_fraction * n) of
 its n samples (by index) are labelled; the rest are pre-processed without their 3D label
@@ -401,7 +406,9 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
         raise DataError(f"{label}: none of the {num_raw} samples could be pre-processed"
                         + (f"; first error: {skipped[0][1]}" if skipped else ""))
     meta = {"num_examples": written, "num_raw": num_raw, "num_skipped": len(skipped),
-            "skipped": skipped, "shards": shards, "image_size": image_size,
+            "skipped": skipped, "shards": shards,
+            "shard_bytes": [os.path.getsize(os.path.join(tmp, shard)) for shard in shards],
+            "image_size": image_size,
             "view_correction": view_correction, "max_points": max_points,
             "keep_incomplete": keep_incomplete, "num_labelled": num_labelled,
             "unlabelled_scale": unlabelled_scale if num_labelled < num_raw else None,
@@ -417,9 +424,49 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
     return meta
 
 
-def _read_meta(path):
-    with open(os.path.join(path, "meta.json")) as f:
-        return json.load(f)
+# What the readers of a cache take from meta.json (shard_bytes is absent from caches written
+# before it was recorded; their shards are checked for existence and a non-zero size only).
+_META_KEYS = ("num_examples", "num_raw", "num_skipped", "skipped", "shards", "image_size")
+
+
+def read_meta(path: str) -> dict:
+    """The meta.json of a cache directory, checked against the shards on disk.
+
+    Cheap (no record is read): meta.json must parse and hold _META_KEYS, and every shard it lists
+    must exist with the size in bytes recorded when it was written, so a truncated shard is found
+    here rather than as a DataLossError mid-training.
+
+    Raises:
+      DataError: naming the missing, unreadable or truncated file and saying to delete `path`.
+    """
+    meta_path = os.path.join(path, "meta.json")
+    remedy = f"delete {path} to pre-process the split again"
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except FileNotFoundError as e:
+        raise DataError(f"{meta_path}: missing, so the cache is incomplete; {remedy}") from e
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise DataError(f"{meta_path}: not readable ({e}); {remedy}") from e
+    missing = [key for key in _META_KEYS if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise DataError(f"{meta_path}: not a cache description (no {', '.join(missing)}); "
+                        f"{remedy}")
+    shards = meta["shards"]
+    sizes = meta.get("shard_bytes", [None] * len(shards))
+    if not shards or len(sizes) != len(shards):
+        raise DataError(f"{meta_path}: lists {len(shards)} shards and {len(sizes)} shard sizes; "
+                        f"{remedy}")
+    for shard, written in zip(shards, sizes):
+        shard_path = os.path.join(path, shard)
+        if not os.path.isfile(shard_path):
+            raise DataError(f"{shard_path}: missing; {remedy}")
+        size = os.path.getsize(shard_path)
+        if size == 0 or written not in (None, size):
+            expected = "" if written is None else f", but {written} were written"
+            raise DataError(f"{shard_path}: {size} bytes{expected} (truncated or changed since "
+                            f"the cache was written); {remedy}")
+    return meta
 
 
 def prepare_cache(config: DataConfig, split: str) -> tuple:
@@ -427,6 +474,10 @@ def prepare_cache(config: DataConfig, split: str) -> tuple:
 
     'train' and 'val' read the data set's training split, 'test' its test split (module doc);
     the labelled fraction applies to 'train' only.
+
+    Raises:
+      DataError: the data is missing or malformed, no sample is usable, or the cache directory
+        exists but is damaged (`read_meta`).
     """
     _check_choice("prepare_cache", "split", split, SPLITS)
     reader_split = "test" if split == "test" else "train"
@@ -435,7 +486,9 @@ def prepare_cache(config: DataConfig, split: str) -> tuple:
     if not os.path.isdir(data_dir) or not os.listdir(data_dir):  # generates synthetic, or raises
         reader = open_reader(config.data, reader_split, data_dir)
     path = cache_path(config, split)
-    if not os.path.isfile(os.path.join(path, "meta.json")):
+    # A complete cache appears by a rename (write_shards), so an existing directory is checked
+    # by read_meta, never written over.
+    if not os.path.exists(path):
         if reader is None:
             reader = open_reader(config.data, reader_split, data_dir)
         indices = split_indices(config, split, reader)
@@ -446,7 +499,7 @@ def prepare_cache(config: DataConfig, split: str) -> tuple:
                      view_correction=config.view_correction, indices=indices,
                      num_labelled=num_labelled, keep_incomplete=split == "test",
                      name=f"{config.data} {split}")
-    return path, _read_meta(path)
+    return path, read_meta(path)
 
 
 def dataset_size(config: DataConfig, split: str) -> int:

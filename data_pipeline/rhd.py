@@ -112,8 +112,9 @@ class RHDReader(collections.abc.Sequence):
         for expected in (self.annotation_path,
                          *(os.path.join(self._dir, sub) for sub in ("color", "depth", "mask"))):
             if not os.path.exists(expected):
-                raise DataError(f"RHD: expected {expected}; download RHD_published_v2 and pass "
-                                f"its directory as --data_dir")
+                raise DataError(f"RHD: expected {expected}; download RHD_published_v2 and point "
+                                f"DataConfig.data_dir at its directory (with training/ and "
+                                f"evaluation/)")
         self._annotations = _load_annotations(self.annotation_path)
         ids = sorted(int(k) for k in self._annotations)
         broken = set(BROKEN_TRAINING_IDS) if split == "train" else set()
