@@ -515,6 +515,13 @@ def restore_model(ckpt_or_dir: str):
         # Every variable of the model must come from the checkpoint (a checkpoint of another
         # strategy or size must not half-restore); the optimizer's slots are not needed.
         status.assert_existing_objects_matched().expect_partial()
+        # A larger model's checkpoint also holds every variable of a smaller one (poe's RGB
+        # encoder and pose decoder are cvae's): every saved model variable must be used too.
+        saved = [name for name, _ in tf.train.list_variables(ckpt)
+                 if name.startswith("model/") and ".OPTIMIZER_SLOT" not in name]
+        if len(saved) != len(model.variables):
+            raise AssertionError(f"it holds {len(saved)} model variables, the model has "
+                                 f"{len(model.variables)}")
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ValueError(f"restore_model: {ckpt} does not hold the {run.model.strategy} model "
                          f"that {CONFIG_FILE} describes ({type(e).__name__}: "

@@ -1,0 +1,84 @@
+"""train.py --distribution=multi_worker: two worker processes on 127.0.0.1 against one process."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Relative distance allowed between the changes of the pose predictions (on fixed images) made by
+# two workers x one replica each and by one process with the same global batch and seed. Not
+# zero: each replica normalises its half batch with its own batch-norm statistics and draws its
+# own sampling noise. (Weights are not compared this way: Adam's first steps move every weight by
+# about the learning rate whatever the size of its gradient, so weights with near-zero gradients
+# flip direction on any perturbation without changing the model's outputs.)
+TOLERANCE = 0.25
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _child(distribution, model_dir, weights, tf_config=None):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.distributed_child", f"--distribution={distribution}",
+         f"--model_dir={model_dir}", f"--weights={weights}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _weights(path):
+    with np.load(path) as npz:
+        return np.concatenate([npz[k].ravel() for k in sorted(npz.files,
+                                                               key=lambda k: int(k[4:]))])
+
+
+@pytest.mark.slow
+def test_two_workers_match_each_other_and_one_process(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    try:
+        for index in range(2):
+            procs.append(_child("multi_worker", tmp_path / "mw",
+                                tmp_path / f"worker{index}.npz",
+                                {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        single = _child("auto", tmp_path / "single", tmp_path / "single.npz")
+        procs.append(single)
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    assert "chief=True replicas=2 step=3" in outputs[0]
+    assert "chief=False replicas=2 step=3" in outputs[1]
+    assert "chief=True replicas=1 step=3" in outputs[2]
+    # Only the chief wrote a checkpoint into model_dir; the other worker's scratch is gone.
+    assert sorted(f for f in os.listdir(tmp_path / "mw") if f.startswith("ckpt-3")) == [
+        "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
+    assert not [d for d in os.listdir("/tmp") if d.startswith("worker_ckpt_")
+                and str(procs[1].pid) in d]
+    chief, worker, one = (np.load(tmp_path / f) for f in ("worker0.npz", "worker1.npz",
+                                                          "single.npz"))
+    # Both replicas hold the same weights after the all-reduced updates, from the same start.
+    np.testing.assert_allclose(chief["weights"], worker["weights"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(chief["before"], one["before"], rtol=0, atol=1e-6)
+    # And the model changed as the one process's did, with the same global batch and seed.
+    moved = np.linalg.norm(one["after"] - one["before"])
+    assert moved > 0.1
+    assert np.linalg.norm(chief["after"] - one["after"]) / moved < TOLERANCE
