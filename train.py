@@ -115,9 +115,7 @@ def main(argv):
         "runs", f"{FLAGS.strategy}_{FLAGS.data}_{FLAGS.preset}")
     train_cfg = run.train
     try:
-        train_ds = dataset.build_dataset(run.data, "train", batch_size=train_cfg.batch_size,
-                                         augment=True, shuffle=True, repeat=True,
-                                         drop_remainder=True, seed=train_cfg.seed)
+        dataset.prepare_cache(run.data, "train")  # pre-processes the training split if needed
         val_ds = dataset.build_dataset(run.data, train_cfg.validate_on,
                                        batch_size=train_cfg.batch_size, seed=train_cfg.seed)
         num_val = dataset.dataset_size(run.data, train_cfg.validate_on)
@@ -134,6 +132,12 @@ def main(argv):
 
     trainer = training.Trainer(run.model, train_cfg, model_dir, distribution)
     resumed = trainer.restore_latest()
+    # In a fixed order, and past the examples already trained on: a resumed run reads the batches
+    # an uninterrupted one would have read.
+    train_ds = dataset.build_dataset(
+        run.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
+        repeat=True, drop_remainder=True, seed=train_cfg.seed, deterministic=True,
+        skip=int(trainer.step.numpy()) * train_cfg.batch_size)
     print(f"{'resuming from ' + resumed if resumed else 'starting'}: strategy={FLAGS.strategy} "
           f"data={FLAGS.data} preset={FLAGS.preset} model_dir={model_dir} "
           f"devices={trainer.distribution.extended.worker_devices}")

@@ -511,11 +511,13 @@ def dataset_size(config: DataConfig, split: str) -> int:
 def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size: int = 32,
                        augment: bool = False, shuffle: bool = False, repeat: bool = False,
                        seed: int = 0, deterministic: bool = False,
-                       drop_remainder: bool = False) -> tf.data.Dataset:
+                       drop_remainder: bool = False, skip: int = 0) -> tf.data.Dataset:
     """The batched dataset over one cache directory of `config` (arguments as in
     `build_dataset`)."""
     if batch_size < 1:
         raise ValueError(f"dataset_from_cache: batch_size must be positive, got {batch_size}")
+    if skip < 0:
+        raise ValueError(f"dataset_from_cache: skip must be >= 0, got {skip}")
     image_size = meta["image_size"]
     files = [os.path.join(path, shard) for shard in meta["shards"]]
 
@@ -532,6 +534,8 @@ def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size:
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate()  # element counter: the stateless key, so epochs differ but reproducibly
+    if skip:  # records only, before decoding: cheap
+        ds = ds.skip(skip)
 
     def to_example(counter, record):
         key = tf.stack([tf.constant(seed, tf.int64), counter])
@@ -548,7 +552,7 @@ def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size:
 def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
                   augment: bool = False, shuffle: bool = False, repeat: bool = False,
                   seed: int = 0, deterministic: bool = False,
-                  drop_remainder: bool = False) -> tf.data.Dataset:
+                  drop_remainder: bool = False, skip: int = 0) -> tf.data.Dataset:
     """The batched, prefetched dataset of one data set split (the pipeline's entry point).
 
     Pre-processes the split into the on-disk cache on first use (module doc), then streams it.
@@ -563,6 +567,9 @@ def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
       seed: seed of shuffles, cloud sampling and augmentation (stateless, keyed by element).
       deterministic: fixed element order despite parallel reading and mapping.
       drop_remainder: drop a last partial batch.
+      skip: examples of the (shuffled, repeated) stream to leave out first, with their element
+        keys: with deterministic=True, a run resumed at step k with skip = k * batch_size reads
+        the batches an uninterrupted run would have read.
 
     Returns:
       tf.data.Dataset of dicts: image (B, S, S, 3) float32 in [0, 1]; pose (B, 21, 3) and
@@ -580,4 +587,5 @@ def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
     path, meta = prepare_cache(config, split)
     return dataset_from_cache(path, meta, config, batch_size=batch_size, augment=augment,
                               shuffle=shuffle, repeat=repeat, seed=seed,
-                              deterministic=deterministic, drop_remainder=drop_remainder)
+                              deterministic=deterministic, drop_remainder=drop_remainder,
+                              skip=skip)

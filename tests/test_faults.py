@@ -1,0 +1,121 @@
+"""train.py under faults, as a user meets them: kill -9 then the same command, and SIGTERM."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipeline import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Largest difference allowed between the final weights of an interrupted and an uninterrupted
+# run with the same seed (the resumed run reads the same batches and draws the same sampling
+# noise; what is left is floating-point reordering).
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    synthetic.generate("rhd", str(root / "data"), num_train=8, num_test=2, seed=4, workers=1)
+    return str(root / "data"), str(root / "cache")
+
+
+def _command(data, model_dir, *extra):
+    data_dir, cache_dir = data
+    return [sys.executable, "train.py", "--strategy=cvae", "--preset=smoke", "--image_size=32",
+            f"--data_dir={data_dir}", f"--cache_dir={cache_dir}", f"--model_dir={model_dir}",
+            "--eval_every=1000", *extra]
+
+
+def _start(command):
+    """Popen with the output collected by a thread (so that it never blocks the child)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    return proc, lines, reader
+
+
+def _wait_for(predicate, proc, timeout=240):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, "train.py ended early"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _run(command):
+    proc, lines, reader = _start(command)
+    try:
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    return proc.returncode, "".join(lines)
+
+
+def _weights(ckpt):
+    reader = tf.train.load_checkpoint(ckpt)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)
+            if name.startswith("model/") and ".OPTIMIZER_SLOT" not in name}
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_ends_as_an_uninterrupted_run(data, tmp_path):
+    steps = ["--max_steps=8", "--checkpoint_every=2"]
+    code, out = _run(_command(data, tmp_path / "whole", *steps))
+    assert code == 0, out[-3000:]
+
+    interrupted = _command(data, tmp_path / "cut", *steps)
+    proc, lines, reader = _start(interrupted)
+    try:
+        _wait_for(lambda: os.path.exists(tmp_path / "cut" / "ckpt-4.index"), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Nothing half-written: config.json parses and the newest checkpoint loads.
+    from model import training  # pylint: disable=import-outside-toplevel
+    training.read_run_config(str(tmp_path / "cut" / "config.json"))
+    latest = tf.train.latest_checkpoint(str(tmp_path / "cut"))
+    _weights(latest)
+    code, out = _run(interrupted)
+    assert code == 0, out[-3000:]
+    assert f"resuming from {latest}" in out and "done at step 8" in out
+    whole, cut = (_weights(str(tmp_path / d / "ckpt-8")) for d in ("whole", "cut"))
+    assert sorted(whole) == sorted(cut)
+    start = _weights(latest)
+    assert any(np.abs(whole[k] - start[k]).max() > 1e-4 for k in whole)  # it trained after
+    for name in whole:
+        np.testing.assert_allclose(cut[name], whole[name], rtol=0, atol=TOLERANCE, err_msg=name)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits_0(data, tmp_path):
+    command = _command(data, tmp_path / "run", "--max_steps=100000", "--checkpoint_every=100000")
+    proc, lines, reader = _start(command)
+    try:
+        _wait_for(lambda: any("3/100000" in line for line in lines), proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-3000:]
+    step = int(out.split("stopped by signal 15 at step ")[1].split(";")[0])
+    assert step >= 3
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith(f"ckpt-{step}")
+    code, out = _run(_command(data, tmp_path / "run", f"--max_steps={step + 1}"))
+    assert code == 0 and f"ckpt-{step}" in out and f"done at step {step + 1}" in out
