@@ -150,12 +150,13 @@ def main(argv):
         sys.exit(f"error: {e}")
     if trainer.stop_signal is not None:
         print(f"stopped by signal {trainer.stop_signal} at step {int(trainer.step.numpy())}; "
-              f"checkpoint: {trainer.manager.latest_checkpoint}; the same command resumes")
+              f"checkpoint: {trainer.latest_checkpoint()}; the same command resumes")
         return
     summary = (", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                or f"nothing to train, --max_steps={train_cfg.max_steps} already reached")
     print(f"done at step {int(trainer.step.numpy())}: {summary}")
-    print(f"checkpoint: {trainer.manager.latest_checkpoint}\n"
+    print(f"checkpoint: {trainer.latest_checkpoint()}"
+          + ("" if trainer.is_chief else " (written by the chief)") + "\n"
           f"evaluate with: python evaluate.py --ckpt={model_dir}")
 
 

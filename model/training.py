@@ -256,9 +256,13 @@ class Trainer:
         self._compute = self._apply = None
         self.stop_signal: Optional[int] = None
 
+    def latest_checkpoint(self) -> Optional[str]:
+        """The newest checkpoint in model_dir (the chief's), None before the first."""
+        return tf.train.latest_checkpoint(self.model_dir)
+
     def restore_latest(self) -> Optional[str]:
         """Resumes from the newest checkpoint in model_dir, if any; returns its path."""
-        path = tf.train.latest_checkpoint(self.model_dir)
+        path = self.latest_checkpoint()
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return path
@@ -402,7 +406,7 @@ class Trainer:
               flush=True)
         tf.summary.scalar("skipped_nonfinite", in_a_row, step=step)
         if in_a_row > self.config.max_nonfinite_steps:
-            last = tf.train.latest_checkpoint(self.model_dir)
+            last = self.latest_checkpoint()
             raise FloatingPointError(
                 f"loss not finite at {in_a_row} steps in a row (last: {total} at step "
                 f"{step + 1}); training stopped. Last good checkpoint: {last}")
