@@ -5,7 +5,9 @@ TensorFlow starts.
 """
 import dataclasses
 import os
-from typing import Any, Dict, Optional
+from typing import Optional
+
+from common.config import JsonConfig
 
 DATASETS = ("synthetic", "rhd", "stb")
 SPLITS = ("train", "val", "test")
@@ -35,7 +37,7 @@ def default_cache_dir() -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(JsonConfig):
     """The data a run trains or is evaluated on, and its pre-processing.
 
     Attributes:
@@ -95,17 +97,3 @@ class DataConfig:
         """Whether `other` gives the same examples (everything but the cache's place)."""
         return dataclasses.replace(self, cache_dir=None) == dataclasses.replace(other,
                                                                                  cache_dir=None)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-able dict; `from_dict` inverts it."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "DataConfig":
-        """Inverse of `to_dict`; unknown keys are an error (a config of another version)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - fields)
-        if unknown:
-            raise ValueError(f"DataConfig.from_dict: unknown field(s) {unknown}; known: "
-                             f"{sorted(fields)}")
-        return cls(**d)

@@ -6,7 +6,9 @@ tiny networks quickly.
 """
 import dataclasses
 import math
-from typing import Any, Dict, Tuple
+from typing import Tuple
+
+from common.config import JsonConfig
 
 from data_pipeline.config import HEATMAP_STRIDE
 from data_pipeline.sample import NUM_KEYPOINTS
@@ -37,7 +39,7 @@ def _as_int_tuple(name, value) -> Tuple[int, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Networks and loss weights of one strategy.
 
     Attributes:
@@ -155,18 +157,3 @@ class ModelConfig:
     def heatmap_size(self) -> int:
         """Side of the heatmaps (S/4)."""
         return self.image_size // HEATMAP_STRIDE
-
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-able dict (tuples become lists); `from_dict` inverts it."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
-        """Inverse of `to_dict`; unknown keys are an error (a config of another version)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - fields)
-        if unknown:
-            raise ValueError(f"ModelConfig.from_dict: unknown field(s) {unknown}; known: "
-                             f"{sorted(fields)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

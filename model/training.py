@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
+from common.config import JsonConfig
 from data_pipeline.config import VALIDATION_SPLITS, DataConfig
 from model import config as model_config
 from model.config import DISTRIBUTIONS
@@ -27,7 +28,7 @@ CONFIG_FILE = "config.json"
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Optimisation settings (SPEC 3) and loop cadence.
 
     Attributes:
@@ -90,20 +91,6 @@ class TrainConfig:
         values = dict(presets.section(preset, "train"), preset=preset)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-able dict; `from_dict` inverts it."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        """Inverse of `to_dict`; unknown keys are an error (a config of another version)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - fields)
-        if unknown:
-            raise ValueError(f"TrainConfig.from_dict: unknown field(s) {unknown}; known: "
-                             f"{sorted(fields)}")
-        return cls(**d)
 
 
 @dataclasses.dataclass(frozen=True)
