@@ -116,8 +116,10 @@ def main(argv):
     train_cfg = run.train
     try:
         dataset.prepare_cache(run.data, "train")  # pre-processes the training split if needed
+        # In a fixed order, so that every validation scores the same samples.
         val_ds = dataset.build_dataset(run.data, train_cfg.validate_on,
-                                       batch_size=train_cfg.batch_size, seed=train_cfg.seed)
+                                       batch_size=train_cfg.batch_size, seed=train_cfg.seed,
+                                       deterministic=True)
         num_val = dataset.dataset_size(run.data, train_cfg.validate_on)
         if training.is_chief(distribution):
             training.save_run_config(model_dir, run)
