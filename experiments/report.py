@@ -31,9 +31,10 @@ def load_records(out_dir: str) -> Dict[str, dict]:
     return records
 
 
-def _row_stats(row: suites.Row, records: Dict[str, dict], seeds: int) -> Optional[dict]:
-    done = [records[row.run_name(s)] for s in suites.seeds_for(row, seeds)
-            if row.run_name(s) in records]
+def _row_stats(row: suites.Row, records: Dict[str, dict]) -> Optional[dict]:
+    """Statistics of a row over every finished seed of it (whatever --seeds a call asked for)."""
+    done = sorted((r for r in records.values() if r["name"] == row.run_name(r["seed"])
+                   and r["row_key"] == row.key), key=lambda r: r["seed"])
     if not done:
         return None
     epe = np.array([r["metrics"]["epe_mean_mm"] for r in done])
@@ -87,7 +88,7 @@ def _copy(src: str, dst: str) -> None:
     atomic_write(dst, lambda out: out.write(data))
 
 
-def write_all(out_dir: str, seeds: int, mean_pose: Optional[dict], setting: str) -> List[str]:
+def write_all(out_dir: str, mean_pose: Optional[dict], setting: str) -> List[str]:
     """Rebuilds every aggregate file from the finished runs; returns the paths written."""
     records = load_records(out_dir)
     written = []
@@ -95,8 +96,8 @@ def write_all(out_dir: str, seeds: int, mean_pose: Optional[dict], setting: str)
     write_metrics([records[k] for k in sorted(records)], path)
     written.append(path)
 
-    table1 = [s for s in (_row_stats(r, records, seeds) for r in suites.TABLE1) if s]
-    view = [s for s in (_row_stats(r, records, seeds) for r in suites.VIEW) if s]
+    table1 = [s for s in (_row_stats(r, records) for r in suites.TABLE1) if s]
+    view = [s for s in (_row_stats(r, records) for r in suites.VIEW) if s]
     summary_rows = table1 + [s for s in view if s["name"] not in {t["name"] for t in table1}]
     summary = {"mean_pose_epe_mm": mean_pose["epe_mean_mm"] if mean_pose else None,
                "setting": setting,
@@ -125,15 +126,15 @@ def write_all(out_dir: str, seeds: int, mean_pose: Optional[dict], setting: str)
                                  f"{setting}. S4 trained and evaluated with and without "
                                  "viewpoint correction."))
         written.append(path)
-    written += _write_weak(out_dir, records, seeds, setting)
+    written += _write_weak(out_dir, records, setting)
     written += _copy_figures(out_dir, records)
     return written
 
 
-def _write_weak(out_dir, records, seeds, setting) -> List[str]:
+def _write_weak(out_dir, records, setting) -> List[str]:
     points = []
     for fraction, (s4, s1) in zip(suites.WEAK_FRACTIONS, suites.weak_rows()):
-        points.append((fraction, _row_stats(s4, records, seeds), _row_stats(s1, records, seeds)))
+        points.append((fraction, _row_stats(s4, records), _row_stats(s1, records)))
     if not any(a or b for _, a, b in points):
         return []
     lines = ["# Weak supervision (Fig. 8 in kind)", "",

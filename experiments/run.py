@@ -196,10 +196,10 @@ def main(argv):
             print(f"[{index}/{len(todo)}] {run.name} ({time.time() - start:.0f} s so far)",
                   flush=True)
             _run_one(run, out_dir, model_root, data_dir)
-            report.write_all(out_dir, FLAGS.seeds, mean_pose, setting)
+            report.write_all(out_dir, mean_pose, setting)
     except RuntimeError as e:
         sys.exit(f"error: {e}")
-    written = report.write_all(out_dir, FLAGS.seeds, mean_pose, setting)
+    written = report.write_all(out_dir, mean_pose, setting)
     spent = sum(r["train_seconds"] + r["eval_seconds"]
                 for r in report.load_records(out_dir).values() if r["name"] in
                 {run.name for run in runs})
