@@ -12,7 +12,7 @@ flags.DEFINE_string("model_dir", None, "Trainer model_dir (shared by the workers
 flags.DEFINE_string("weights", None, "Where to save this worker's final weights (.npz).")
 flags.DEFINE_integer("steps", 3, "Training steps.")
 
-GLOBAL_BATCH = 8
+GLOBAL_BATCH = 32
 SMALL = dict(strategy="cvae", image_size=32, latent_dim=8, num_points=16,
              resnet_widths=(4, 4, 8, 8), pose_hidden=8)
 

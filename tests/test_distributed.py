@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # own sampling noise. (Weights are not compared this way: Adam's first steps move every weight by
 # about the learning rate whatever the size of its gradient, so weights with near-zero gradients
 # flip direction on any perturbation without changing the model's outputs.)
-TOLERANCE = 0.25
+TOLERANCE = 0.3  # measured: 0.18 with these settings
 
 
 def _free_ports(count):
@@ -39,14 +40,11 @@ def _child(distribution, model_dir, weights, tf_config=None):
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _weights(path):
-    with np.load(path) as npz:
-        return np.concatenate([npz[k].ravel() for k in sorted(npz.files,
-                                                               key=lambda k: int(k[4:]))])
-
-
 @pytest.mark.slow
 def test_two_workers_match_each_other_and_one_process(tmp_path):
+    scratch = lambda: {d for d in os.listdir(tempfile.gettempdir())  # noqa: E731
+                       if d.startswith("worker_ckpt_")}
+    before = scratch()
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -71,8 +69,7 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
     # Only the chief wrote a checkpoint into model_dir; the other worker's scratch is gone.
     assert sorted(f for f in os.listdir(tmp_path / "mw") if f.startswith("ckpt-3")) == [
         "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
-    assert not [d for d in os.listdir("/tmp") if d.startswith("worker_ckpt_")
-                and str(procs[1].pid) in d]
+    assert scratch() <= before
     chief, worker, one = (np.load(tmp_path / f) for f in ("worker0.npz", "worker1.npz",
                                                           "single.npz"))
     # Both replicas hold the same weights after the all-reduced updates, from the same start.
@@ -81,4 +78,6 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
     # And the model changed as the one process's did, with the same global batch and seed.
     moved = np.linalg.norm(one["after"] - one["before"])
     assert moved > 0.1
-    assert np.linalg.norm(chief["after"] - one["after"]) / moved < TOLERANCE
+    ratio = np.linalg.norm(chief["after"] - one["after"]) / moved
+    print(f"two workers vs one process: relative difference of the prediction change {ratio:.3f}")
+    assert ratio < TOLERANCE, ratio
