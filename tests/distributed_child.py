@@ -6,8 +6,10 @@ import sys
 from absl import app, flags
 import numpy as np
 
+from model.config import DISTRIBUTIONS
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("distribution", "auto", ["auto", "multi_worker"], "train.py --distribution.")
+flags.DEFINE_enum("distribution", "auto", DISTRIBUTIONS, "train.py --distribution.")
 flags.DEFINE_string("model_dir", None, "Trainer model_dir (shared by the workers).")
 flags.DEFINE_string("weights", None, "Where to save this worker's final weights (.npz).")
 flags.DEFINE_integer("steps", 3, "Training steps.")
