@@ -240,7 +240,10 @@ class Trainer:
                                                   max_to_keep=3)
         self._writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
                         if self.is_chief else tf.summary.create_noop_writer())
-        self._compute = self._apply = None
+        # Two functions: the loss, reduced over replicas, decides in Python whether the update
+        # runs, so a step whose loss is not finite applies nothing on any worker.
+        self._compute = tf.function(self._distributed_compute)
+        self._apply = tf.function(self._distributed_apply)
         self.stop_signal: Optional[int] = None
 
     def latest_checkpoint(self) -> Optional[str]:
@@ -299,9 +302,6 @@ class Trainer:
         Returns:
           (losses, whether the update was applied).
         """
-        if self._compute is None:
-            self._compute = tf.function(self._distributed_compute)
-            self._apply = tf.function(self._distributed_apply)
         losses, grads = self._compute(batch)
         finite = math.isfinite(float(losses["total"]))
         if finite:
