@@ -28,10 +28,7 @@ import numpy as np
 
 from common import cli
 from data_pipeline import config as data_config
-
-# Bones of the canonical order: wrist to each finger's MCP, then MCP -> ... -> tip.
-SKELETON = tuple((0, base + 3) for base in (1, 5, 9, 13, 17)) + tuple(
-    (base + k + 1, base + k) for base in (1, 5, 9, 13, 17) for k in range(3))
+from data_pipeline.sample import SKELETON
 
 
 def inspect_sample(config, split, index, *, augment=False, seed=0):

@@ -132,7 +132,9 @@ def labelled_view(sample, keep_incomplete=False):
     return root, _keypoint_pixels(sample), CROP_MARGIN_KEYPOINTS
 
 
-def _box_corners(lo, hi):
+def box_corners(lo, hi):
+    """The 4 corners (4, 2) of the box [lo, hi] (pixels): top-left, top-right, bottom-left,
+    bottom-right."""
     return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]])
 
 
@@ -159,7 +161,7 @@ def detect_hand(sample):
         depths = sample.depth[sample.hand_mask & (sample.depth > 0)]
     else:
         keypoints_px = _keypoint_pixels(sample)
-        pixels = _box_corners(keypoints_px.min(axis=0), keypoints_px.max(axis=0))
+        pixels = box_corners(keypoints_px.min(axis=0), keypoints_px.max(axis=0))
         margin = CROP_MARGIN_KEYPOINTS
         depths = _box_depths(sample, pixels[0], pixels[3])
     lo, hi = pixels.min(axis=0), pixels.max(axis=0)

@@ -12,6 +12,10 @@ HANDS = ("left", "right")
 NUM_KEYPOINTS = 21
 ROOT_KEYPOINT = 12  # middle MCP (SPEC 5, canonical RHD order)
 SCALE_BONE = (11, 12)  # middle MCP-PIP: the normalisation bone
+# Bones of the canonical skeleton: wrist to each MCP, then MCP -> PIP -> DIP -> tip per finger.
+FINGER_MCPS = (4, 8, 12, 16, 20)
+SKELETON = tuple(bone for mcp in FINGER_MCPS for bone in ((0, mcp), (mcp, mcp - 1),
+                                                         (mcp - 1, mcp - 2), (mcp - 2, mcp - 3)))
 
 
 class DataError(ValueError):

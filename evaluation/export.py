@@ -326,7 +326,7 @@ def crop_from_box(color: np.ndarray, K: np.ndarray, box: Sequence[float], image_
         raise ValueError(f"the box {x:g},{y:g},{w:g},{h:g} (x,y,w,h) is not inside the "
                          f"{width}x{height} image")
     lo, hi = np.array([x, y]), np.array([x + w - 1, y + h - 1])
-    corners = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]])
+    corners = preprocess.box_corners(lo, hi)
     centre = geometry.back_project(K, (lo + hi) / 2.0, 1.0)
     R_view, K_crop = preprocess.crop_camera(K, centre, corners, margin, image_size,
                                             view_correction, source)
@@ -405,12 +405,11 @@ def save_picture(crop: Crop, prediction: Dict[str, np.ndarray], path: str,
     ax.set_title("crop, predicted skeleton", fontsize=9)
     ax = fig.add_subplot(1, columns, 2, projection="3d")
     figures.draw_pose(ax, prediction["pose"], figures.PRED_COLOUR)
-    # pylint: disable=protected-access  (the figures' own 3D framing, same package)
-    figures._setup_3d(ax, prediction["pose"], "pose from z_rgb (normalised)")
+    figures.setup_3d(ax, prediction["pose"], "pose from z_rgb (normalised)")
     if cloud is not None:
         ax = fig.add_subplot(1, columns, 3, projection="3d")
         figures.draw_cloud(ax, cloud, (float(cloud[:, 2].min()), float(cloud[:, 2].max())))
-        figures._setup_3d(ax, cloud, "cloud from z_rgb")
+        figures.setup_3d(ax, cloud, "cloud from z_rgb")
     if title:
         fig.suptitle(title, fontsize=9)
     return figures.save_figure(fig, path)

@@ -14,14 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from data_pipeline.sample import SKELETON  # noqa: E402
 from evaluation import protocol  # noqa: E402
 from evaluation.files import atomic_write  # noqa: E402
 
-# Bones of the canonical skeleton: wrist to each MCP, then MCP -> PIP -> DIP -> tip per finger.
-FINGER_MCPS = (4, 8, 12, 16, 20)
-SKELETON: Tuple[Tuple[int, int], ...] = tuple(
-    bone for mcp in FINGER_MCPS for bone in ((0, mcp), (mcp, mcp - 1), (mcp - 1, mcp - 2),
-                                             (mcp - 2, mcp - 3)))
 GT_COLOUR = "tab:blue"
 PRED_COLOUR = "tab:red"
 # Depth colouring of clouds: near red, far blue (paper Fig. 3).
@@ -51,7 +47,7 @@ def _camera_view(points: np.ndarray):
     return points[..., 0], points[..., 2], -points[..., 1]
 
 
-def _setup_3d(ax, points: np.ndarray, title: str) -> None:
+def setup_3d(ax, points: np.ndarray, title: str) -> None:
     """Equal-aspect limits around `points` (P, 3) and a camera-like viewpoint."""
     px, py, pz = _camera_view(points)
     centre = np.array([px.min() + px.max(), py.min() + py.max(), pz.min() + pz.max()]) / 2
@@ -147,7 +143,7 @@ def plot_samples(images, gt_pose, pred_pose, gt_cloud, pred_cloud, path: str) ->
         ax = fig.add_subplot(k, columns, i * columns + 2, projection="3d")
         draw_pose(ax, gt_pose[i], GT_COLOUR, "GT")
         draw_pose(ax, pred_pose[i], PRED_COLOUR, "from z_rgb")
-        _setup_3d(ax, np.concatenate([gt_pose[i], pred_pose[i]]), "pose: GT blue, pred red")
+        setup_3d(ax, np.concatenate([gt_pose[i], pred_pose[i]]), "pose: GT blue, pred red")
 
         clouds = [(gt_cloud[i], "GT cloud")]
         if pred_cloud is not None:
@@ -157,7 +153,7 @@ def plot_samples(images, gt_pose, pred_pose, gt_cloud, pred_cloud, path: str) ->
         for c, (cloud, title) in enumerate(clouds):
             ax = fig.add_subplot(k, columns, i * columns + 3 + c, projection="3d")
             draw_cloud(ax, cloud, depth_range)
-            _setup_3d(ax, every, title)
+            setup_3d(ax, every, title)
     return save_figure(fig, path)
 
 
@@ -185,13 +181,13 @@ def plot_interpolation(poses, clouds, path: str) -> str:
     for t in range(steps):
         ax = fig.add_subplot(rows, steps, t + 1, projection="3d")
         draw_pose(ax, poses[t], PRED_COLOUR)
-        _setup_3d(ax, pose_box, f"a = {alphas[t]:.2f}")
+        setup_3d(ax, pose_box, f"a = {alphas[t]:.2f}")
     if clouds is not None:
         cloud_box = clouds.reshape(-1, 3)
         depth_range = (float(cloud_box[:, 2].min()), float(cloud_box[:, 2].max()))
         for t in range(steps):
             ax = fig.add_subplot(rows, steps, steps + t + 1, projection="3d")
             draw_cloud(ax, clouds[t], depth_range)
-            _setup_3d(ax, cloud_box, "")
+            setup_3d(ax, cloud_box, "")
     fig.suptitle("decoded from (1 - a) z_1 + a z_2", fontsize=10)
     return save_figure(fig, path)
