@@ -2,14 +2,16 @@ r"""Cost of each strategy's training step relative to S1's and to the RGB backbo
 pipeline headroom.
 
   python benchmarks/train_step.py --preset=experiment
-  python benchmarks/train_step.py --preset=paper --rounds=2 --strategies=cvae,poe
+  python benchmarks/train_step.py --preset=paper --rounds=2 --rows=s1,s4
 
 In one process and on one batch of the synthetic set, times the training loop's own step,
 Trainer.train_step, for every row of Table 1 (S1; S2 R->H+P, R->C+P, R->C+H+P; S3; S4) with the
 preset's networks, and a train step of the preset's ResNet-18 backbone alone (same images, a
 plain squared-feature loss, Adam). Each round times every model once, so that machine load hits
 all alike; the median over rounds is reported. Prints each step time, its ratio to S1's and to
-the backbone's, and the training pipeline's samples/s divided by the slowest step's.
+the backbone's, and the training pipeline's samples/s divided by the slowest step's. For the
+first row it also times the step as `Trainer.fit` runs it (`Trainer.update`: two tf.functions with
+a finiteness check between, so that a non-finite loss applies nothing) against train_step in one.
 """
 import os
 import statistics
@@ -74,6 +76,8 @@ def main(argv):
                                          decoders=ROWS[key].decoders)
         trainer = training.Trainer(model_cfg, cfg, os.path.join(scratch.name, key))
         steps[key] = tf.function(lambda b, t=trainer: t.train_step(b)["total"])
+        if key == FLAGS.rows[0]:
+            steps["loop"] = lambda b, t=trainer: t.update(b)[0]["total"]
     backbone = encoders.ResNet18Backbone(model_cfg.resnet_widths)
     backbone_opt = tf.keras.optimizers.Adam(cfg.learning_rate)
 
@@ -104,6 +108,8 @@ def main(argv):
               f"{median[key] / median[first]:5.2f}   / backbone "
               f"{median[key] / median['backbone']:5.2f}")
     print(f"backbone step {median['backbone'] * 1e3:.0f} ms")
+    print(f"{first} as fit runs it (Trainer.update) {median['loop'] * 1e3:.0f} ms / train_step "
+          f"in one tf.function {median['loop'] / median[first]:.2f}")
     slowest = max(FLAGS.rows, key=median.get)
     pipeline_rate = pipeline.measure(data_cfg, cfg.batch_size, FLAGS.pipeline_batches,
                                      warmup_batches=1)

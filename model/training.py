@@ -295,9 +295,11 @@ class Trainer:
         self.distribution.run(self.apply_gradients, args=(grads,))
         self.step.assign_add(1)
 
-    def _step(self, batch):
-        """One update, or none when the loss is not finite on any replica (the losses are
-        reduced over replicas first, so every worker takes the same decision).
+    def update(self, batch):
+        """The step of `fit`: one update, or none when the loss is not finite on any replica
+        (the losses are reduced over replicas first, so every worker takes the same decision).
+        Two tf.functions (losses and gradients, then the update) with the finiteness check in
+        Python between them; benchmarks/train_step.py times it against `train_step` in one.
 
         Returns:
           (losses, whether the update was applied).
@@ -346,7 +348,7 @@ class Trainer:
         try:
             with self._writer.as_default():
                 while int(self.step.numpy()) < cfg.max_steps and self.stop_signal is None:
-                    losses, applied = self._step(next(iterator))
+                    losses, applied = self.update(next(iterator))
                     step = int(self.step.numpy())
                     if not applied:
                         nonfinite = self._skip(losses, step, nonfinite + 1)
