@@ -1,20 +1,26 @@
-"""Tables and figures of the finished runs: results/table1.md, view.md, weak.md, summary.json,
-runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png.
+"""Tables and figures of the finished runs: results/table1.md, view.md, weak.md, occlusion.md,
+summary.json, runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png.
 
 Everything here is rebuilt from the per-run records (runs/<name>.json) after each finished run,
 so partial results are complete files at any moment.
 """
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from evaluation import figures
+from evaluation import figures, protocol
 from evaluation.figures import plt  # pyplot with the file-only backend figures chose
 from evaluation.files import atomic_write
 from evaluation.report import write_metrics
 from experiments import suites
+
+
+# Bins of results/occlusion.md: keypoints of a test sample hidden by the depth test (the
+# synthetic set's visibility), inclusive ranges; about a quarter, a half and a quarter of the
+# synthetic test split.
+OCCLUSION_BINS = ((0, 5), (6, 9), (10, 21))
 
 
 def load_records(out_dir: str) -> Dict[str, dict]:
@@ -127,6 +133,7 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str) -> List[str
                                  "viewpoint correction."))
         written.append(path)
     written += _write_weak(out_dir, records, setting)
+    written += _write_occlusion(out_dir, records, setting)
     written += _copy_figures(out_dir, records)
     return written
 
@@ -159,6 +166,65 @@ def _write_weak(out_dir, records, setting) -> List[str]:
     ax.legend()
     ax.set_title("Weak supervision")
     return [path, figures.save_figure(fig, os.path.join(out_dir, "weak.png"))]
+
+
+def epe_by_occlusion(pred_mm, gt_mm, visible, bins=OCCLUSION_BINS
+                     ) -> List[Tuple[int, Optional[float]]]:
+    """Mean EPE (SPEC 6) over the samples of each bin of hidden-keypoint counts.
+
+    Args:
+      pred_mm, gt_mm: (M, 21, 3) root-relative poses in mm.
+      visible: (M, 21) 0/1; a sample's hidden count is 21 minus its visible keypoints.
+      bins: inclusive (low, high) ranges of hidden counts.
+
+    Returns:
+      per bin, (number of samples, mean EPE in mm over their visible keypoints, None when the
+      bin has no visible keypoint).
+    """
+    errors = protocol.keypoint_errors(pred_mm, gt_mm)
+    visible = np.asarray(visible) > 0
+    hidden = visible.shape[1] - visible.sum(axis=1)
+    result = []
+    for low, high in bins:
+        chosen = (hidden >= low) & (hidden <= high)
+        epe = (protocol.metrics_from_errors(errors[chosen], visible[chosen])["epe_mean_mm"]
+               if visible[chosen].any() else None)
+        result.append((int(chosen.sum()), epe))
+    return result
+
+
+def _write_occlusion(out_dir, records, setting) -> List[str]:
+    """results/occlusion.md: each Table 1 row's test EPE by how many keypoints the sample hides
+    (mean over the seeds whose predictions.npz is at hand; the models are not committed)."""
+    lines, counts = [], None
+    for row in suites.TABLE1:
+        per_seed = []
+        for record in sorted(records.values(), key=lambda r: r["seed"]):
+            path = os.path.join(record["eval_dir"], "predictions.npz")
+            if record["name"] != row.run_name(record["seed"]) or not os.path.isfile(path):
+                continue
+            with np.load(path) as p:
+                per_seed.append(epe_by_occlusion(p["pred"], p["gt"], p["visible"]))
+        if not per_seed:
+            continue
+        counts = [n for n, _ in per_seed[0]]
+        cells = []
+        for b in range(len(OCCLUSION_BINS)):
+            values = [seed[b][1] for seed in per_seed if seed[b][1] is not None]
+            cells.append(f"{np.mean(values):.2f}" if values else "-")
+        lines.append(f"| {row.name} | {len(per_seed)} | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    header = " | ".join(f"{low}-{high} hidden ({n} samples)"
+                        for (low, high), n in zip(OCCLUSION_BINS, counts))
+    text = "\n".join(
+        ["# Test EPE by occlusion", "",
+         f"{setting}. Mean EPE (mm, visible keypoints, SPEC 6) of the test samples grouped by "
+         "how many of their 21 keypoints the depth test hides, mean over seeds.", "",
+         f"| row | seeds | {header} |", "|---|---|" + "---|" * len(OCCLUSION_BINS)] + lines)
+    path = os.path.join(out_dir, "occlusion.md")
+    _write_text(path, text + "\n")
+    return [path]
 
 
 def _copy_figures(out_dir, records) -> List[str]:

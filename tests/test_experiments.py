@@ -123,3 +123,47 @@ def test_runner_trains_evaluates_resumes_and_refuses_another_budget(tmp_path):
 
     other = run("--max_steps=6")
     assert other.returncode != 0 and "another data set, preset or step budget" in other.stderr
+
+
+def _poses_with_errors(errors_mm, visible):
+    """(gt, pred, visible) whose keypoint j of sample i is off by errors_mm[i] along x."""
+    gt = np.random.default_rng(0).normal(size=(len(errors_mm), 21, 3)) * 30.0
+    pred = gt.copy()
+    pred[..., 0] += np.asarray(errors_mm, float)[:, None]
+    return pred, gt, np.asarray(visible, np.float32)
+
+
+def test_epe_by_occlusion_groups_samples_by_hidden_keypoints():
+    visible = np.ones((4, 21))
+    visible[1, :7] = 0    # 7 hidden
+    visible[2, :12] = 0   # 12 hidden
+    visible[3, :] = 0     # all hidden: counted in its bin, no error to average
+    pred, gt, vis = _poses_with_errors([1.0, 2.0, 3.0, 50.0], visible)
+    assert report.epe_by_occlusion(pred, gt, vis) == [
+        (1, pytest.approx(1.0)), (1, pytest.approx(2.0)), (2, pytest.approx(3.0))]
+    assert report.epe_by_occlusion(pred, gt, vis, bins=((1, 6), (21, 21))) == [(0, None),
+                                                                              (1, None)]
+
+
+def test_occlusion_table_averages_the_seeds_with_predictions(tmp_path):
+    out = str(tmp_path / "results")
+    visible = np.ones((2, 21))
+    visible[1, :10] = 0
+    for seed, errors in ((0, [2.0, 4.0]), (1, [4.0, 8.0])):
+        run = suites.Run(suites.S1, seed)
+        report.write_metrics(_record(run, 30.0, tmp_path),
+                             os.path.join(out, "runs", run.name + ".json"))
+        pred, gt, vis = _poses_with_errors(errors, visible)
+        os.makedirs(tmp_path / run.name)
+        np.savez(tmp_path / run.name / "predictions.npz", pred=pred, gt=gt, visible=vis)
+    # A finished run whose models are elsewhere (no predictions.npz) is left out of the table.
+    report.write_metrics(_record(suites.Run(suites.S4, 0), 25.0, tmp_path),
+                         os.path.join(out, "runs", "s4_seed0.json"))
+    written = report.write_all(out, mean_pose=None, setting="test setting")
+    path = os.path.join(out, "occlusion.md")
+    assert path in written
+    with open(path) as f:
+        text = f.read()
+    assert "0-5 hidden (1 samples) | 6-9 hidden (0 samples) | 10-21 hidden (1 samples)" in text
+    assert "| S1 cvae | 2 | 3.00 | - | 6.00 |" in text
+    assert "S4 poe" not in text
