@@ -143,6 +143,11 @@ def test_epe_by_occlusion_groups_samples_by_hidden_keypoints():
         (1, pytest.approx(1.0)), (1, pytest.approx(2.0)), (2, pytest.approx(3.0))]
     assert report.epe_by_occlusion(pred, gt, vis, bins=((1, 6), (21, 21))) == [(0, None),
                                                                               (1, None)]
+    # Hidden keypoints: joint j is hidden in samples 1-3 for j < 7 (errors 2, 3, 50 mm), in
+    # samples 2-3 for 7 <= j < 12 (3, 50), in sample 3 alone after (50).
+    expected = (7 * np.mean([2.0, 3.0, 50.0]) + 5 * np.mean([3.0, 50.0]) + 9 * 50.0) / 21
+    assert report.hidden_keypoint_epe(pred, gt, vis) == pytest.approx(expected)
+    assert report.hidden_keypoint_epe(pred, gt, np.ones((4, 21))) is None
 
 
 def test_occlusion_table_averages_the_seeds_with_predictions(tmp_path):
@@ -164,6 +169,8 @@ def test_occlusion_table_averages_the_seeds_with_predictions(tmp_path):
     assert path in written
     with open(path) as f:
         text = f.read()
-    assert "0-5 hidden (1 samples) | 6-9 hidden (0 samples) | 10-21 hidden (1 samples)" in text
-    assert "| S1 cvae | 2 | 3.00 | - | 6.00 |" in text
+    assert ("0-5 hidden (1 samples) | 6-9 hidden (0 samples) | 10-21 hidden (1 samples) | "
+            "hidden keypoints |") in text
+    # Hidden keypoints: the first 10 of sample 1, off by 4 and 8 mm in the two seeds.
+    assert "| S1 cvae | 2 | 3.00 | - | 6.00 | 6.00 |" in text
     assert "S4 poe" not in text
