@@ -37,10 +37,16 @@ def load_records(out_dir: str) -> Dict[str, dict]:
     return records
 
 
-def _row_stats(row: suites.Row, records: Dict[str, dict]) -> Optional[dict]:
-    """Statistics of a row over every finished seed of it (whatever --seeds a call asked for)."""
-    done = sorted((r for r in records.values() if r["name"] == row.run_name(r["seed"])
+def _row_records(row: suites.Row, records: Dict[str, dict]) -> List[dict]:
+    """The records of every finished seed of a row (whatever --seeds a call asked for), by
+    seed."""
+    return sorted((r for r in records.values() if r["name"] == row.run_name(r["seed"])
                    and r["row_key"] == row.key), key=lambda r: r["seed"])
+
+
+def _row_stats(row: suites.Row, records: Dict[str, dict]) -> Optional[dict]:
+    """Statistics of a row over every finished seed of it."""
+    done = _row_records(row, records)
     if not done:
         return None
     epe = np.array([r["metrics"]["epe_mean_mm"] for r in done])
@@ -215,20 +221,21 @@ def _write_occlusion(out_dir, records, setting) -> List[str]:
     is at hand; the models are not committed)."""
     lines, counts = [], None
     for row in suites.TABLE1:
-        per_seed = []
-        for record in sorted(records.values(), key=lambda r: r["seed"]):
+        per_seed = []  # per seed: the EPE of each bin, then the hidden keypoints' error
+        for record in _row_records(row, records):
             path = os.path.join(record["eval_dir"], "predictions.npz")
-            if record["name"] != row.run_name(record["seed"]) or not os.path.isfile(path):
+            if not os.path.isfile(path):
                 continue
             with np.load(path) as p:
-                per_seed.append(epe_by_occlusion(p["pred"], p["gt"], p["visible"])
-                                + [(0, hidden_keypoint_epe(p["pred"], p["gt"], p["visible"]))])
+                bins = epe_by_occlusion(p["pred"], p["gt"], p["visible"])
+                hidden = hidden_keypoint_epe(p["pred"], p["gt"], p["visible"])
+            counts = [n for n, _ in bins]
+            per_seed.append([epe for _, epe in bins] + [hidden])
         if not per_seed:
             continue
-        counts = [n for n, _ in per_seed[0]]
         cells = []
-        for b in range(len(OCCLUSION_BINS) + 1):
-            values = [seed[b][1] for seed in per_seed if seed[b][1] is not None]
+        for column in zip(*per_seed):
+            values = [v for v in column if v is not None]
             cells.append(f"{np.mean(values):.2f}" if values else "-")
         lines.append(f"| {row.name} | {len(per_seed)} | " + " | ".join(cells) + " |")
     if not lines:
