@@ -41,17 +41,13 @@ def define_flags():
                         "generated when missing).")
     flags.DEFINE_integer("num_batches", 50, "Batches timed per preset.", lower_bound=1)
     flags.DEFINE_integer("warmup_batches", 5, "Batches drawn before timing.", lower_bound=0)
-    flags.DEFINE_list("presets", ["paper", "experiment"],
-                      f"Presets to time (any of {', '.join(presets.NAMES)}).")
+    cli.define_choice_list("presets", ["paper", "experiment"], presets.NAMES, "Presets to time")
     cli.define_verbose_flag()
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    unknown = sorted(set(FLAGS.presets) - set(presets.NAMES))
-    if unknown:
-        sys.exit(f"error: --presets: unknown {unknown}; choose from {list(presets.NAMES)}")
     for name in FLAGS.presets:
         data_cfg = presets.data_config(name, data="synthetic", data_dir=FLAGS.data_dir)
         batch_size = presets.section(name, "train")["batch_size"]

@@ -38,7 +38,7 @@ from model import presets  # noqa: E402
 FLAGS = flags.FLAGS
 ROWS = ("s1", "mean", "mean_paper", "mean_linear")
 flags.DEFINE_enum("preset", "experiment", presets.NAMES, "Networks, crops and optimiser preset.")
-flags.DEFINE_list("rows", list(ROWS), f"Rows to train, of {', '.join(ROWS)}.")
+cli.define_choice_list("rows", ROWS, ROWS, "Rows to train")
 flags.DEFINE_string("data_dir", None, "Synthetic RHD-format set (default: data/synthetic_rhd).")
 flags.DEFINE_string("cache_dir", None, "Pre-processed data cache (default: data/cache).")
 flags.DEFINE_integer("samples", 256, "Size of the fixed (or validation) set scored.",
@@ -111,9 +111,6 @@ def main(argv):
     from data_pipeline import dataset
     from model import losses, training
 
-    unknown = sorted(set(FLAGS.rows) - set(ROWS))
-    if unknown or not FLAGS.rows:
-        sys.exit(f"error: --rows: unknown {unknown}; choose from {list(ROWS)}")
     train_cfg = training.TrainConfig.from_preset(FLAGS.preset)
     data_cfg = presets.data_config(FLAGS.preset, data="synthetic", data_dir=FLAGS.data_dir,
                                    cache_dir=FLAGS.cache_dir)

@@ -25,6 +25,23 @@ def define_verbose_flag() -> None:
                          "warnings, which are hidden by default.")
 
 
+def define_choice_list(name: str, default: Sequence[str], choices: Sequence[str], help_text: str,
+                       flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines --name, a comma-separated list of at least one of `choices`; anything else is
+    refused when the flags are parsed, with the unknown items and the choices."""
+    flags.DEFINE_list(name, list(default), f"{help_text} (any of {', '.join(choices)})",
+                      flag_values=flag_values)
+
+    def check(values):
+        unknown = sorted(set(values) - set(choices))
+        if unknown or not values:
+            raise flags.ValidationError(f"unknown {unknown}; choose from {list(choices)}"
+                                        if unknown else f"choose at least one of {list(choices)}")
+        return True
+
+    flags.register_validator(name, check, flag_values=flag_values)
+
+
 def quiet_tensorflow(argv: Sequence[str] = ()) -> None:
     """Hides TensorFlow's start-up noise unless `argv` holds --verbose; call it before TensorFlow
     is imported (its C++ logging reads the environment once).

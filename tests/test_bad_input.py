@@ -7,6 +7,7 @@ be the error that common/cli.py (or absl, for flag values) prints.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,6 +179,22 @@ def test_an_unknown_flag_value_exits_naming_the_flag_and_its_choices(tmp_path, s
     assert result.stderr.startswith(f"FATAL Flags parsing error: flag --{flag}={value}: value "
                                     f"should be one of <{'|'.join(choices)}>\n"), result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value, says", [
+    ("s1,s9", "unknown ['s9']; choose from ['s1', 's4']"),
+    ("", "choose at least one of ['s1', 's4']"),
+])
+def test_a_choice_list_flag_refuses_unknown_items_and_an_empty_list(value, says):
+    from absl import flags
+
+    from common import cli
+    flag_values = flags.FlagValues()
+    cli.define_choice_list("rows", ["s1"], ["s1", "s4"], "Rows", flag_values=flag_values)
+    flag_values(["prog", "--rows=s4,s1"])
+    assert flag_values.rows == ["s4", "s1"]
+    with pytest.raises(flags.IllegalFlagValueError, match=re.escape(says)):
+        flag_values(["prog", f"--rows={value}"])
 
 
 def _rhd_without_training(root):
