@@ -19,7 +19,6 @@ error on that set measures how fast each row can fit (optimisation, not generali
 the validation split. Prints each row's Eq. 10 error (normalised units, inference mode) at every
 --eval_every steps and its ratio to the error of the set's mean pose.
 """
-import dataclasses
 import os
 import sys
 import tempfile
