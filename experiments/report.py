@@ -174,12 +174,12 @@ def _write_weak(out_dir, records, setting) -> List[str]:
     return [path, figures.save_figure(fig, os.path.join(out_dir, "weak.png"))]
 
 
-def epe_by_occlusion(pred_mm, gt_mm, visible, bins=OCCLUSION_BINS
+def epe_by_occlusion(errors_mm, visible, bins=OCCLUSION_BINS
                      ) -> List[Tuple[int, Optional[float]]]:
     """Mean EPE (SPEC 6) over the samples of each bin of hidden-keypoint counts.
 
     Args:
-      pred_mm, gt_mm: (M, 21, 3) root-relative poses in mm.
+      errors_mm: (M, 21) keypoint errors in mm (protocol.keypoint_errors).
       visible: (M, 21) 0/1; a sample's hidden count is 21 minus its visible keypoints.
       bins: inclusive (low, high) ranges of hidden counts.
 
@@ -187,32 +187,30 @@ def epe_by_occlusion(pred_mm, gt_mm, visible, bins=OCCLUSION_BINS
       per bin, (number of samples, mean EPE in mm over their visible keypoints, None when the
       bin has no visible keypoint).
     """
-    errors = protocol.keypoint_errors(pred_mm, gt_mm)
     visible = np.asarray(visible) > 0
     hidden = visible.shape[1] - visible.sum(axis=1)
     result = []
     for low, high in bins:
         chosen = (hidden >= low) & (hidden <= high)
-        epe = (protocol.metrics_from_errors(errors[chosen], visible[chosen])["epe_mean_mm"]
+        epe = (protocol.metrics_from_errors(errors_mm[chosen], visible[chosen])["epe_mean_mm"]
                if visible[chosen].any() else None)
         result.append((int(chosen.sum()), epe))
     return result
 
 
-def hidden_keypoint_epe(pred_mm, gt_mm, visible) -> Optional[float]:
+def hidden_keypoint_epe(errors_mm, visible) -> Optional[float]:
     """Mean error (mm) over the keypoints the depth test hides, the complement of SPEC 6's
     visible ones (their ground truth is known in RHD-format sets); per-keypoint means averaged
     as in SPEC 6. None when nothing is hidden.
 
     Args:
-      pred_mm, gt_mm: (M, 21, 3) root-relative poses in mm.
+      errors_mm: (M, 21) keypoint errors in mm (protocol.keypoint_errors).
       visible: (M, 21) 0/1.
     """
     hidden = ~(np.asarray(visible) > 0)
     if not hidden.any():
         return None
-    errors = protocol.keypoint_errors(pred_mm, gt_mm)
-    return protocol.metrics_from_errors(errors, hidden)["epe_mean_mm"]
+    return protocol.metrics_from_errors(errors_mm, hidden)["epe_mean_mm"]
 
 
 def _write_occlusion(out_dir, records, setting) -> List[str]:
@@ -227,8 +225,9 @@ def _write_occlusion(out_dir, records, setting) -> List[str]:
             if not os.path.isfile(path):
                 continue
             with np.load(path) as p:
-                bins = epe_by_occlusion(p["pred"], p["gt"], p["visible"])
-                hidden = hidden_keypoint_epe(p["pred"], p["gt"], p["visible"])
+                errors, visible = protocol.keypoint_errors(p["pred"], p["gt"]), p["visible"]
+            bins = epe_by_occlusion(errors, visible)
+            hidden = hidden_keypoint_epe(errors, visible)
             counts = [n for n, _ in bins]
             per_seed.append([epe for _, epe in bins] + [hidden])
         if not per_seed:

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from evaluation import protocol
 from experiments import report, suites
 
 
@@ -139,15 +140,16 @@ def test_epe_by_occlusion_groups_samples_by_hidden_keypoints():
     visible[2, :12] = 0   # 12 hidden
     visible[3, :] = 0     # all hidden: counted in its bin, no error to average
     pred, gt, vis = _poses_with_errors([1.0, 2.0, 3.0, 50.0], visible)
-    assert report.epe_by_occlusion(pred, gt, vis) == [
+    errors = protocol.keypoint_errors(pred, gt)
+    assert report.epe_by_occlusion(errors, vis) == [
         (1, pytest.approx(1.0)), (1, pytest.approx(2.0)), (2, pytest.approx(3.0))]
-    assert report.epe_by_occlusion(pred, gt, vis, bins=((1, 6), (21, 21))) == [(0, None),
-                                                                              (1, None)]
+    assert report.epe_by_occlusion(errors, vis, bins=((1, 6), (21, 21))) == [(0, None),
+                                                                            (1, None)]
     # Hidden keypoints: joint j is hidden in samples 1-3 for j < 7 (errors 2, 3, 50 mm), in
     # samples 2-3 for 7 <= j < 12 (3, 50), in sample 3 alone after (50).
     expected = (7 * np.mean([2.0, 3.0, 50.0]) + 5 * np.mean([3.0, 50.0]) + 9 * 50.0) / 21
-    assert report.hidden_keypoint_epe(pred, gt, vis) == pytest.approx(expected)
-    assert report.hidden_keypoint_epe(pred, gt, np.ones((4, 21))) is None
+    assert report.hidden_keypoint_epe(errors, vis) == pytest.approx(expected)
+    assert report.hidden_keypoint_epe(errors, np.ones((4, 21))) is None
 
 
 def test_occlusion_table_averages_the_seeds_with_predictions(tmp_path):
