@@ -120,19 +120,25 @@ def main(argv):
     if FLAGS.samples < batch_size or scored["pose"].shape[0] < FLAGS.samples:
         sys.exit(f"error: --samples={FLAGS.samples} must be at least the batch size "
                  f"{batch_size} and at most the split's size ({scored['pose'].shape[0]} read)")
-    mean_pose = tf.reduce_mean(scored["pose"], axis=0, keepdims=True)
-    mean_error = float(tf.reduce_mean(losses.pose_error(
-        tf.broadcast_to(mean_pose, scored["pose"].shape), scored["pose"])))
 
-    def batches():
-        if FLAGS.stream:
-            yield from dataset.build_dataset(
-                data_cfg, "train", batch_size=batch_size, augment=True, shuffle=True,
-                repeat=True, drop_remainder=True, seed=FLAGS.seed, deterministic=True)
+    def error_on_set(poses):
+        return float(tf.reduce_mean(losses.pose_error(poses, scored["pose"])))
+
+    mean_pose = tf.reduce_mean(scored["pose"], axis=0, keepdims=True)
+    mean_error = error_on_set(tf.broadcast_to(mean_pose, scored["pose"].shape))
+
+    def fixed_batches():
         rng = np.random.default_rng(FLAGS.seed)
         while True:
             take = rng.choice(FLAGS.samples, batch_size, replace=False)
             yield {k: tf.gather(v, take) for k, v in scored.items()}
+
+    def batches():
+        if not FLAGS.stream:
+            return fixed_batches()
+        return iter(dataset.build_dataset(
+            data_cfg, "train", batch_size=batch_size, augment=True, shuffle=True, repeat=True,
+            drop_remainder=True, seed=FLAGS.seed, deterministic=True))
 
     print(f"preset={FLAGS.preset} width={presets.section(FLAGS.preset, 'model')['width']} "
           f"pose_hidden={model_cfg.pose_hidden} image={data_cfg.image_size} batch={batch_size} "
@@ -148,8 +154,7 @@ def main(argv):
         for s in range(1, FLAGS.steps + 1):
             loss = step(next(stream))
             if s % FLAGS.eval_every == 0 or s == FLAGS.steps:
-                error = float(tf.reduce_mean(losses.pose_error(
-                    model.predict_pose(scored["image"], training=False), scored["pose"])))
+                error = error_on_set(model.predict_pose(scored["image"], training=False))
                 results[key].append((s, error))
                 print(f"{key:11s} step {s:5d}: training loss {float(loss):.3f}, error on the set "
                       f"{error:.3f} ({error / mean_error:.2f} x mean pose) "
