@@ -70,7 +70,7 @@ cli.define_verbose_flag()
 def evaluate_run(model, run, checkpoint: str, ckpt: str, *, data=None, data_dir=None,
                  split: str = "test", out_dir=None, batch_size: int = 32, max_batches=None,
                  num_figure_samples: int = 4, interpolation_steps: int = 8, cache_dir=None):
-    """Mode 2: evaluates a restored model (training.restore_model(ckpt)) on a split.
+    """Mode 2: evaluates a restored model (run_config.restore_model(ckpt)) on a split.
 
     The data set defaults to the run's (its config.json 'data'); pre-processing settings always
     come from the run (report.evaluation_settings).
@@ -78,12 +78,13 @@ def evaluate_run(model, run, checkpoint: str, ckpt: str, *, data=None, data_dir=
     Returns:
       (metrics dict, {name: written path}).
     """
+    from data_pipeline import cache as cache_lib  # pylint: disable=import-outside-toplevel
     from data_pipeline import dataset as dataset_lib  # pylint: disable=import-outside-toplevel
 
     data_cfg, out_dir = report.evaluation_settings(run, ckpt, data=data, data_dir=data_dir,
                                                    split=split, out_dir=out_dir,
                                                    cache_dir=cache_dir)
-    cache, meta = dataset_lib.prepare_cache(data_cfg, split)
+    cache, meta = cache_lib.prepare_cache(data_cfg, split)
     report.require_every_test_sample(meta, split, cache)
     dataset = dataset_lib.dataset_from_cache(cache, meta, data_cfg, batch_size=batch_size,
                                              deterministic=True)
@@ -114,9 +115,9 @@ def main(argv):
         except (FileNotFoundError, ValueError) as e:
             cli.exit_with(e, flag="predictions")
     else:
-        from model import training  # pylint: disable=import-outside-toplevel
+        from model import run_config  # pylint: disable=import-outside-toplevel
         try:
-            model, run, checkpoint = training.restore_model(FLAGS.ckpt)
+            model, run, checkpoint = run_config.restore_model(FLAGS.ckpt)
         except (FileNotFoundError, ValueError) as e:
             cli.exit_with(e, flag="ckpt")
         try:

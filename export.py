@@ -4,7 +4,7 @@ r"""Exports a trained model's inference path as a TensorFlow SavedModel.
 
 --ckpt is a model_dir written by train.py (its newest checkpoint) or a checkpoint prefix inside
 one (runs/demo/ckpt-1500). --out must not exist, or be an empty directory. The SavedModel
-(evaluation/export.py) maps an RGB crop (B, S, S, 3) float32 in [0, 1] to the paper's inference
+(serving/saved_model.py) maps an RGB crop (B, S, S, 3) float32 in [0, 1] to the paper's inference
 (z = the mean of q(z|R)), with the serving signature 'serving_default' and these outputs:
 
   pose   (B, 21, 3) the normalised pose, R_view (X - X_root) / s, canonical RHD order (SPEC 5);
@@ -31,8 +31,8 @@ cli.quiet_tensorflow(sys.argv)
 
 from absl import app, flags, logging  # noqa: E402
 
-from evaluation import export as export_lib  # noqa: E402
-from model import training  # noqa: E402
+from serving import saved_model  # noqa: E402
+from model import run_config  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ckpt", None,
@@ -51,15 +51,15 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     out_dir = os.path.abspath(FLAGS.out)
     try:
-        export_lib.check_out_dir(out_dir)  # before restoring, so the mistake costs nothing
+        saved_model.check_out_dir(out_dir)  # before restoring, so the mistake costs nothing
     except FileExistsError as e:
         cli.exit_with(e, flag="out")
     try:
-        model, run, checkpoint = training.restore_model(FLAGS.ckpt)
+        model, run, checkpoint = run_config.restore_model(FLAGS.ckpt)
     except (FileNotFoundError, ValueError) as e:
         cli.exit_with(e, flag="ckpt")
     try:
-        settings = export_lib.export_model(model, run, checkpoint, out_dir)
+        settings = saved_model.export_model(model, run, checkpoint, out_dir)
     except OSError as e:  # FileExistsError included: --out filled up meanwhile
         cli.exit_with(e, flag="out")
     except ValueError as e:  # the SavedModel does not reproduce the model: nothing written

@@ -7,7 +7,7 @@ The image is cropped as training crops an unlabelled sample (data_pipeline/prepr
 detect_hand, crop_camera, warp_image), with the box standing in for the hand mask: the crop
 camera is turned towards the box centre when the model was trained with viewpoint correction
 (only the centre's direction matters, so no depth is needed), and the crop's half-width is the
-farthest box corner times the training data set's margin (evaluation/export.py).
+farthest box corner times the training data set's margin (serving/crop.py).
 
   --box   x,y,w,h in pixels as cv2.boundingRect gives it (top-left pixel, width and height),
           inside the image; default: the whole image. A tight box around the hand works best.
@@ -40,7 +40,9 @@ import numpy as np  # noqa: E402
 from data_pipeline import io  # noqa: E402
 from data_pipeline.sample import DataError  # noqa: E402
 from data_pipeline.synthetic import hand_model  # noqa: E402
-from evaluation import export as export_lib  # noqa: E402
+from serving import crop as crop_lib  # noqa: E402
+from serving import prediction as prediction_lib  # noqa: E402
+from serving import saved_model  # noqa: E402
 
 # The middle finger's proximal phalanx (its MCP-PIP bone, the normalisation bone) of the
 # synthetic hand model: a mean adult value.
@@ -67,8 +69,8 @@ def report(settings: dict, prediction: dict, notes: Sequence[str], R_view: np.nd
     """The printed result (module doc).
 
     Args:
-      settings: the export's settings (evaluation/export.py).
-      prediction: pose (21, 3) normalised, optional cloud (N, 3), from export.predict_crop.
+      settings: the export's settings (serving/saved_model.py).
+      prediction: pose (21, 3) normalised, optional cloud (N, 3), from serving/prediction.py's predict_crop.
       notes: lines on the image, box and camera used.
       R_view: (3, 3) the crop's view rotation.
       bone_mm: the bone length s, mm.
@@ -77,7 +79,7 @@ def report(settings: dict, prediction: dict, notes: Sequence[str], R_view: np.nd
       the lines to print: settings, notes, and one line per keypoint with its normalised
       coordinates (6 decimals) and root-relative mm in the input camera's frame.
     """
-    mm = export_lib.camera_pose_mm(prediction["pose"], R_view, bone_mm)
+    mm = prediction_lib.camera_pose_mm(prediction["pose"], R_view, bone_mm)
     lines = [f"model: {settings['strategy']} trained on {settings['data']}, "
              f"{settings['image_size']} px crops, viewpoint correction "
              f"{'on' if settings['view_correction'] else 'off'}",
@@ -88,7 +90,7 @@ def report(settings: dict, prediction: dict, notes: Sequence[str], R_view: np.nd
              f"times s = {bone_mm:g} mm",
              f"{'#':>2} {'keypoint':<12} {'normalised x':>12} {'y':>10} {'z':>10}"
              f" {'mm x':>8} {'y':>8} {'z':>8}"]
-    for k, name in enumerate(export_lib.KEYPOINT_NAMES):
+    for k, name in enumerate(saved_model.KEYPOINT_NAMES):
         n, m = prediction["pose"][k], mm[k]
         lines.append(f"{k:>2} {name:<12} {n[0]:>+12.6f} {n[1]:>+10.6f} {n[2]:>+10.6f}"
                      f" {m[0]:>+8.1f} {m[1]:>+8.1f} {m[2]:>+8.1f}")
@@ -101,7 +103,7 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     try:
-        settings = export_lib.read_settings(FLAGS.saved_model)
+        settings = saved_model.read_settings(FLAGS.saved_model)
     except (FileNotFoundError, ValueError) as e:
         cli.exit_with(e, flag="saved_model")
     try:
@@ -115,18 +117,18 @@ def main(argv):
         box_note = " (no --box: the whole image)"
     else:
         try:
-            box = export_lib.parse_numbers(FLAGS.box, ("x", "y", "w", "h"))
+            box = crop_lib.parse_numbers(FLAGS.box, ("x", "y", "w", "h"))
         except ValueError as e:
             cli.exit_with(e, flag="box")
         box_note = ""
     notes.append(f"image: {FLAGS.image} ({width}x{height}), box x,y,w,h = "
                  f"{','.join(f'{v:g}' for v in box)}{box_note}")
     if FLAGS.K is None:
-        K = export_lib.default_intrinsics(width, height)
+        K = crop_lib.default_intrinsics(width, height)
         K_note = " (no --K: fx = fy = image width, principal point at the image centre)"
     else:
         try:
-            K = export_lib.parse_intrinsics(FLAGS.K)
+            K = crop_lib.parse_intrinsics(FLAGS.K)
         except ValueError as e:
             cli.exit_with(e, flag="K")
         K_note = ""
@@ -137,20 +139,20 @@ def main(argv):
         notes.append(f"bone length s: {FLAGS.bone_mm:g} mm (no --bone_mm: the synthetic hand "
                      "model's mean adult middle MCP-PIP bone)")
     try:
-        crop = export_lib.crop_from_box(color, K, box, settings["image_size"],
+        crop = crop_lib.crop_from_box(color, K, box, settings["image_size"],
                                         settings["view_correction"], settings["box_margin"],
                                         FLAGS.image)
     except ValueError as e:  # DataError included: the box spans more than a half-space
         cli.exit_with(e, flag="box")
     try:
-        export = export_lib.load_export(FLAGS.saved_model)
+        export = saved_model.load_export(FLAGS.saved_model)
     except (FileNotFoundError, ValueError) as e:
         cli.exit_with(e, flag="saved_model")
-    prediction = export_lib.predict_crop(export, crop)
+    prediction = prediction_lib.predict_crop(export, crop)
     print(report(settings, prediction, notes, crop.R_view, FLAGS.bone_mm))
     out = FLAGS.out or os.path.splitext(FLAGS.image)[0] + "_pose.png"
     try:
-        export_lib.save_picture(crop, prediction, out,
+        prediction_lib.save_picture(crop, prediction, out,
                                 title=f"{os.path.basename(FLAGS.image)}: {settings['strategy']}")
     except OSError as e:
         cli.exit_with(e, flag="out")

@@ -7,7 +7,7 @@ r"""Trains one of the paper's four alignment strategies (S1-S4, Eqs. 1-4).
 Re-running the same command resumes from the newest checkpoint in --model_dir.
 Open TensorBoard on --model_dir to see every loss term, beta, the learning rate and validation EPE.
 Validation (plateaus, convergence, the TensorBoard curve) uses the 'val' split carved out of the
-training data (data_pipeline/dataset.py); the test split is not read unless --validate_on=test.
+training data (data_pipeline/splits.py); the test split is not read unless --validate_on=test.
 """
 import os
 import sys
@@ -78,7 +78,7 @@ cli.define_verbose_flag()
 
 def run_config_from_flags():
     """The RunConfig of these flags: the preset's values, the flags given on top."""
-    from model import training  # pylint: disable=import-outside-toplevel
+    from model import run_config  # pylint: disable=import-outside-toplevel
 
     data = presets.data_config(
         FLAGS.preset, data=FLAGS.data,
@@ -90,24 +90,24 @@ def run_config_from_flags():
     decoders = tuple(FLAGS.decoders) if FLAGS.strategy == "extended" else ()
     model = presets.model_config(FLAGS.preset, data, width=FLAGS.width,
                                  strategy=FLAGS.strategy, decoders=decoders)
-    train = training.TrainConfig.from_preset(
+    train = run_config.TrainConfig.from_preset(
         FLAGS.preset, batch_size=FLAGS.batch_size, max_steps=FLAGS.max_steps,
         learning_rate=FLAGS.learning_rate, checkpoint_every=FLAGS.checkpoint_every,
         eval_every=FLAGS.eval_every, validate_on=FLAGS.validate_on, seed=FLAGS.seed)
-    return training.RunConfig(model, data, train)
+    return run_config.RunConfig(model, data, train)
 
 
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
-    from data_pipeline import dataset
+    from data_pipeline import cache, dataset
     from data_pipeline.sample import DataError
     from evaluation import inference
-    from model import training
+    from model import distribute, run_config, training
 
     try:
         # A multi-worker strategy must exist before any other TensorFlow work.
-        distribution = training.make_distribution(FLAGS.distribution)
+        distribution = distribute.make_distribution(FLAGS.distribution)
         run = run_config_from_flags()
     except ValueError as e:
         cli.exit_with(e)
@@ -115,14 +115,14 @@ def main(argv):
         "runs", f"{FLAGS.strategy}_{FLAGS.data}_{FLAGS.preset}")
     train_cfg = run.train
     try:
-        dataset.prepare_cache(run.data, "train")  # pre-processes the training split if needed
+        cache.prepare_cache(run.data, "train")  # pre-processes the training split if needed
         # In a fixed order, so that every validation scores the same samples.
         val_ds = dataset.build_dataset(run.data, train_cfg.validate_on,
                                        batch_size=train_cfg.batch_size, seed=train_cfg.seed,
                                        deterministic=True)
         num_val = dataset.dataset_size(run.data, train_cfg.validate_on)
-        if training.is_chief(distribution):
-            training.save_run_config(model_dir, run)
+        if distribute.is_chief(distribution):
+            run_config.save_run_config(model_dir, run)
     except (DataError, ValueError) as e:
         cli.exit_with(e)
     if train_cfg.eval_batches:

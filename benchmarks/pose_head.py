@@ -108,9 +108,9 @@ def main(argv):
     import tensorflow as tf
 
     from data_pipeline import dataset
-    from model import losses, training
+    from model import losses, run_config
 
-    train_cfg = training.TrainConfig.from_preset(FLAGS.preset)
+    train_cfg = run_config.TrainConfig.from_preset(FLAGS.preset)
     data_cfg = presets.data_config(FLAGS.preset, data="synthetic", data_dir=FLAGS.data_dir,
                                    cache_dir=FLAGS.cache_dir)
     model_cfg = presets.model_config(FLAGS.preset, data_cfg, strategy="cvae")

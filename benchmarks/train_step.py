@@ -58,9 +58,9 @@ def main(argv):
 
     from benchmarks import pipeline
     from data_pipeline import dataset
-    from model import encoders, training
+    from model import encoders, run_config, training
 
-    cfg = training.TrainConfig.from_preset(FLAGS.preset)
+    cfg = run_config.TrainConfig.from_preset(FLAGS.preset)
     data_cfg = presets.data_config(FLAGS.preset, data="synthetic", data_dir=FLAGS.data_dir)
     batch = next(iter(dataset.build_dataset(data_cfg, "train", batch_size=cfg.batch_size,
                                             augment=True, shuffle=True, repeat=True,

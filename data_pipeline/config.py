@@ -53,7 +53,7 @@ class DataConfig(JsonConfig):
       cache_dir: root of the pre-processed cache; None means `default_cache_dir()`. Where the
         cache lives does not change the data (`same_data`).
       validation_fraction: share of RHD's or the synthetic set's training samples held out as the
-        'val' split (STB holds out a sequence instead; data_pipeline/dataset.py).
+        'val' split (STB holds out a sequence instead; data_pipeline/splits.py).
     """
 
     data: str = "synthetic"

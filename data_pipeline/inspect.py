@@ -4,7 +4,7 @@
       --out sample.npz [--augment] [--png sample.png]
 
 The sample goes through the training pipeline's own code: the reader, preprocess.preprocess, the
-cache record (dataset.serialize / parse_record) and dataset.model_inputs (cloud sampling,
+cache record (cache.serialize / parse_record) and dataset.model_inputs (cloud sampling,
 augmentation, heatmaps). npz keys:
   image (S, S, 3) float32 [0, 1]; heatmaps (S/4, S/4, 21); visible (21,) 0/1;
   pose_cam (21, 3): the dominant hand's keypoints, colour camera frame, metres, canonical order,
@@ -48,18 +48,20 @@ def inspect_sample(config, split, index, *, augment=False, seed=0):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     from data_pipeline import augment as augment_lib  # pylint: disable=import-outside-toplevel
+    from data_pipeline import cache  # pylint: disable=import-outside-toplevel
     from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
     from data_pipeline import geometry  # pylint: disable=import-outside-toplevel
     from data_pipeline import preprocess  # pylint: disable=import-outside-toplevel
+    from data_pipeline import splits  # pylint: disable=import-outside-toplevel
 
     image_size = config.image_size
-    reader = dataset.open_reader(config.data, split, config.resolved_data_dir)
+    reader = splits.open_reader(config.data, split, config.resolved_data_dir)
     if not 0 <= index < len(reader):
         raise ValueError(f"inspect_sample: index={index} is out of range: the {split} split of "
                          f"{config.data} has {len(reader)} samples")
     example = preprocess.preprocess(reader[index], image_size, config.view_correction, seed=index,
                                     keep_incomplete=split == "test")  # as the test cache
-    features = dataset.parse_record(tf.constant(dataset.serialize(example, index)), image_size)
+    features = cache.parse_record(tf.constant(cache.serialize(example, index)), image_size)
     inputs, params = dataset.model_inputs(
         features, tf.constant([seed, index], tf.int64), image_size=image_size,
         num_points=config.num_points, augment=augment, return_params=True)

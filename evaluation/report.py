@@ -161,7 +161,7 @@ def evaluation_settings(run, ckpt: str, *, data=None, data_dir=None, split: str 
     """Which data a restored run is evaluated on, and where the outputs go.
 
     Args:
-      run: the run's RunConfig (model/training.py); its data section gives the data set, its
+      run: the run's RunConfig (model/run_config.py); its data section gives the data set, its
         directory and the pre-processing.
       ckpt: the model_dir or checkpoint prefix given to evaluate.py.
       data: data set to evaluate on; None keeps the run's.
@@ -191,7 +191,7 @@ def require_every_test_sample(meta: dict, split: str, cache: str) -> None:
     """SPEC 6 scores every test sample: refuses a test-split cache that left any out.
 
     Args:
-      meta: the cache's meta.json (data_pipeline.dataset.write_shards): num_raw samples in the
+      meta: the cache's meta.json (data_pipeline.cache.write_shards): num_raw samples in the
         split, num_examples kept, skipped [[index, message], ...].
       split: the evaluated split; other splits may skip unusable samples.
       cache: the cache directory, for the message.

@@ -18,10 +18,10 @@ STRATEGIES = ("cvae", "extended", "kl", "poe")
 OPTIONAL_DECODERS = ("heatmap", "cloud")
 # The heatmap decoder starts from an (S/32) x (S/32) map and upsamples x8 to S/4 (SPEC 4).
 HEATMAP_INPUT_STRIDE = 32
-# The input shapes of the networks, which a run's data section owns (model/training.RunConfig).
+# The input shapes of the networks, which a run's data section owns (model/run_config.RunConfig).
 DATA_FIELDS = ("image_size", "num_points")
 # How training is spread over devices and hosts (train.py --distribution,
-# model/training.make_distribution).
+# model/distribute.make_distribution).
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker")
 # The attributes that ModelConfig.at_width scales.
 WIDTH_FIELDS = ("resnet_widths", "cloud_widths", "pose_hidden", "heatmap_channels", "fold_hidden")

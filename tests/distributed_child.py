@@ -29,13 +29,13 @@ def batches(count):
 
 def main(argv):
     del argv
-    from model import training  # pylint: disable=import-outside-toplevel
-    distribution = training.make_distribution(FLAGS.distribution)  # first TensorFlow work
+    from model import distribute, run_config, training  # pylint: disable=import-outside-toplevel
+    distribution = distribute.make_distribution(FLAGS.distribution)  # first TensorFlow work
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from model.config import ModelConfig  # pylint: disable=import-outside-toplevel
 
-    cfg = training.TrainConfig(batch_size=GLOBAL_BATCH, max_steps=FLAGS.steps,
-                               checkpoint_every=FLAGS.steps, learning_rate=1e-2, seed=5)
+    cfg = run_config.TrainConfig(batch_size=GLOBAL_BATCH, max_steps=FLAGS.steps,
+                                 checkpoint_every=FLAGS.steps, learning_rate=1e-2, seed=5)
     trainer = training.Trainer(ModelConfig(**SMALL), cfg, FLAGS.model_dir, distribution)
     data = batches(FLAGS.steps)
     probe = tf.constant(data["image"][:GLOBAL_BATCH])

@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from data_pipeline import dataset
+from data_pipeline import cache as cache_lib
+from data_pipeline import dataset, splits
 from data_pipeline.config import DATASETS, SPLITS, DataConfig
 from data_pipeline.sample import DataError
 from model.config import STRATEGIES
@@ -76,25 +77,25 @@ def cache(monkeypatch, tmp_path):
                             root=(0.02 * i - 0.05, 0.01 * i - 0.03, 0.4 + 0.03 * i))
                 for i in range(3)]
 
-    monkeypatch.setattr(dataset, "open_reader", open_reader)
+    monkeypatch.setattr(splits, "open_reader", open_reader)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "README.txt").write_text("a non-empty data directory")
     config = DataConfig(data_dir=str(data_dir), image_size=32, cache_dir=str(tmp_path / "cache"))
-    path, _ = dataset.prepare_cache(config, "test")
+    path, _ = cache_lib.prepare_cache(config, "test")
     return config, path, reads
 
 
 def test_a_truncated_cache_shard_is_refused_when_the_cache_is_opened(cache):
     config, path, reads = cache
-    meta = dataset.read_meta(path)
+    meta = cache_lib.read_meta(path)
     shard = os.path.join(path, meta["shards"][0])
     size = os.path.getsize(shard)
     assert meta["shard_bytes"] == [size]  # recorded at write time
     _truncate(shard)
     before = _contents(path)
     with pytest.raises(DataError) as raised:
-        dataset.prepare_cache(config, "test")
+        cache_lib.prepare_cache(config, "test")
     # Refused before any record is read (TFRecordDataset would raise DataLossError mid-epoch).
     assert (f"{shard}: {size // 2} bytes, but {size} were written (truncated or changed since "
             f"the cache was written); delete {path} to pre-process the split again"
@@ -102,7 +103,7 @@ def test_a_truncated_cache_shard_is_refused_when_the_cache_is_opened(cache):
     assert reads == ["test"] and _contents(path) == before  # not re-read, nothing written over
     # Deleting the directory, as the message says, pre-processes the split again.
     shutil.rmtree(path)
-    assert dataset.prepare_cache(config, "test")[1] == meta and reads == ["test", "test"]
+    assert cache_lib.prepare_cache(config, "test")[1] == meta and reads == ["test", "test"]
 
 
 def _edit_meta(edit):
@@ -145,7 +146,7 @@ def test_a_damaged_cache_is_refused_naming_the_file(cache, case):
     damage(path)
     before = _contents(path)
     with pytest.raises(DataError) as raised:
-        dataset.prepare_cache(config, "test")
+        cache_lib.prepare_cache(config, "test")
     message = str(raised.value)
     assert message.startswith(f"{os.path.join(path, name)}: {says}"), message
     assert message.endswith(f"delete {path} to pre-process the split again")
@@ -155,7 +156,7 @@ def test_a_damaged_cache_is_refused_naming_the_file(cache, case):
 def test_a_cache_written_before_shard_sizes_were_recorded_is_still_used(cache):
     config, path, reads = cache
     _edit_meta(lambda meta: {k: v for k, v in meta.items() if k != "shard_bytes"})(path)
-    _, meta = dataset.prepare_cache(config, "test")
+    _, meta = cache_lib.prepare_cache(config, "test")
     assert "shard_bytes" not in meta and reads == ["test"]
     batch = next(iter(dataset.dataset_from_cache(path, meta, config, batch_size=8)))
     assert batch["index"].numpy().tolist() == [0, 1, 2]
@@ -251,15 +252,15 @@ def _model_dir(checkpoints, tmp_path, trained, described):
     """A copy of the checkpoint of `trained` (strategy, size) with a config.json describing
     `described` (strategy, size); returns its path."""
     from model import config as model_config  # pylint: disable=import-outside-toplevel
-    from model import training  # pylint: disable=import-outside-toplevel
+    from model import run_config  # pylint: disable=import-outside-toplevel
 
     model_dir = tmp_path / "run"
     shutil.copytree(checkpoints[trained], model_dir)
     strategy, size = described
-    run = training.RunConfig(model_config.ModelConfig(strategy=strategy, image_size=size, **TINY),
-                             DataConfig(image_size=size, num_points=TINY["num_points"]),
-                             training.TrainConfig())
-    training.save_run_config(str(model_dir), run)
+    run = run_config.RunConfig(model_config.ModelConfig(strategy=strategy, image_size=size, **TINY),
+                               DataConfig(image_size=size, num_points=TINY["num_points"]),
+                               run_config.TrainConfig())
+    run_config.save_run_config(str(model_dir), run)
     return model_dir
 
 
@@ -289,11 +290,11 @@ def test_ckpt_with_a_corrupt_config_json_exits_naming_the_file(checkpoints, tmp_
     (("poe", 32), ("cvae", 32)),
 ], ids=["another strategy", "another crop size", "a larger strategy's checkpoint"])
 def test_a_checkpoint_of_another_model_is_refused(checkpoints, tmp_path, trained, described):
-    from model import training  # pylint: disable=import-outside-toplevel
+    from model import run_config  # pylint: disable=import-outside-toplevel
 
     model_dir = _model_dir(checkpoints, tmp_path, trained, described)
     with pytest.raises(ValueError) as raised:
-        training.restore_model(str(model_dir))
+        run_config.restore_model(str(model_dir))
     assert str(raised.value).startswith(
         f"restore_model: {model_dir / 'ckpt-1'} does not hold the {described[0]} model that "
         f"config.json describes (")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline import dataset
+from data_pipeline import cache as cache_lib
+from data_pipeline import dataset, splits
 from data_pipeline.config import DataConfig
 from data_pipeline.sample import DataError
 from tests.test_preprocess import make_sample
@@ -35,7 +36,7 @@ def fake_reader(monkeypatch, tmp_path):
         calls.append((data, split))
         return _samples()
 
-    monkeypatch.setattr(dataset, "open_reader", open_reader)
+    monkeypatch.setattr(splits, "open_reader", open_reader)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "README.txt").write_text("a non-empty data directory")
@@ -55,7 +56,7 @@ def _build(data_dir, cache_dir, split="train", **kwargs):
 
 def _train_indices(n=7, bad=(3,)):
     """The training split's usable positions among `_samples(n, bad)` (validation carved out)."""
-    val = dataset.validation_indices(DataConfig(), _samples(n, bad))
+    val = splits.validation_indices(DataConfig(), _samples(n, bad))
     return [i for i in range(n) if i not in val and i not in bad]
 
 
@@ -111,10 +112,10 @@ def test_labelled_fraction_marks_the_first_training_samples_by_index(fake_reader
     np.testing.assert_array_equal(b["pose"][2:], 0.0)
     np.testing.assert_array_equal(b["visible"][2:], 0.0)
     np.testing.assert_allclose(b["scale"][2:], np.mean(b["scale"][:2]), rtol=1e-6)
-    path, meta = dataset.prepare_cache(_config(data_dir, cache, labelled_fraction=0.5), "train")
+    path, meta = cache_lib.prepare_cache(_config(data_dir, cache, labelled_fraction=0.5), "train")
     assert (meta["num_labelled"], meta["unlabelled_scale"]) == (3, pytest.approx(
         float(np.mean(b["scale"][:2])), rel=1e-6))
-    assert path != dataset.cache_path(_config(data_dir, cache), "train")
+    assert path != cache_lib.cache_path(_config(data_dir, cache), "train")
     # Validation is always labelled.
     val = next(iter(_build(data_dir, cache, split="val", labelled_fraction=0.5)))
     np.testing.assert_array_equal(val["labelled"], 1.0)
@@ -134,7 +135,7 @@ def test_unlabelled_records_do_not_depend_on_the_3d_label(tmp_path):
         unlabelled, keypoints=make_sample(seed=2, root=(0.06, -0.02, 0.47)).keypoints)
     records = []
     for name, sample in (("a", unlabelled), ("b", moved)):
-        meta = dataset.write_shards([labelled, sample], str(tmp_path / name), image_size=S,
+        meta = cache_lib.write_shards([labelled, sample], str(tmp_path / name), image_size=S,
                                     view_correction=True, num_labelled=1, workers=1)
         assert meta["num_examples"] == 2
         records.append([r.numpy() for r in tf.data.TFRecordDataset(
@@ -144,7 +145,7 @@ def test_unlabelled_records_do_not_depend_on_the_3d_label(tmp_path):
     # Fully labelled, the same two samples differ.
     labelled_records = []
     for name, sample in (("c", unlabelled), ("d", moved)):
-        meta = dataset.write_shards([labelled, sample], str(tmp_path / name), image_size=S,
+        meta = cache_lib.write_shards([labelled, sample], str(tmp_path / name), image_size=S,
                                     view_correction=True, workers=1)
         labelled_records.append([r.numpy() for r in tf.data.TFRecordDataset(
             str(tmp_path / name / meta["shards"][0]))][1])
@@ -154,7 +155,7 @@ def test_unlabelled_records_do_not_depend_on_the_3d_label(tmp_path):
 def test_unlabelled_samples_need_a_labelled_one(tmp_path):
     samples = _samples(3, bad=(0,))
     with pytest.raises(DataError, match="no labelled sample.*labelled fraction"):
-        dataset.write_shards(samples, str(tmp_path / "u"), image_size=S, view_correction=True,
+        cache_lib.write_shards(samples, str(tmp_path / "u"), image_size=S, view_correction=True,
                              num_labelled=1, workers=1)
     assert not os.path.exists(tmp_path / "u")
 
@@ -185,7 +186,7 @@ def test_cache_is_reused_and_keyed_by_settings(fake_reader, tmp_path):
     _build(data_dir, cache, view_correction=False)  # another setting: another cache
     assert len(calls) == 2
     assert sorted(p for p in os.listdir(cache)) == sorted(
-        os.path.basename(dataset.cache_path(_config(data_dir, cache, view_correction=v), "train"))
+        os.path.basename(cache_lib.cache_path(_config(data_dir, cache, view_correction=v), "train"))
         for v in (True, False))
 
 
@@ -197,17 +198,17 @@ def test_an_interrupted_write_leaves_no_complete_looking_cache(tmp_path, monkeyp
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dataset.preprocess_lib, "preprocess", explode)
+    monkeypatch.setattr(cache_lib.preprocess_lib, "preprocess", explode)
     with pytest.raises(KeyboardInterrupt):
-        dataset.write_shards(samples, out, image_size=S, view_correction=True, workers=1)
+        cache_lib.write_shards(samples, out, image_size=S, view_correction=True, workers=1)
     assert not os.path.exists(out)
 
 
 def test_parallel_writer_matches_the_serial_one(tmp_path):
     samples = _samples(5)
     kwargs = dict(image_size=S, view_correction=True, samples_per_shard=2, num_labelled=2)
-    serial = dataset.write_shards(samples, str(tmp_path / "a"), workers=1, **kwargs)
-    parallel = dataset.write_shards(samples, str(tmp_path / "b"), workers=2, **kwargs)
+    serial = cache_lib.write_shards(samples, str(tmp_path / "a"), workers=1, **kwargs)
+    parallel = cache_lib.write_shards(samples, str(tmp_path / "b"), workers=2, **kwargs)
     assert serial == parallel and serial["num_examples"] == 4 and len(serial["shards"]) == 2
     assert serial["unlabelled_scale"] > 0
     for shard in serial["shards"]:
@@ -218,7 +219,7 @@ def test_parallel_writer_matches_the_serial_one(tmp_path):
 
 def test_all_samples_bad_is_an_error(tmp_path):
     with pytest.raises(DataError, match="none of the 2 samples.*color/00000.png"):
-        dataset.write_shards(_samples(2, bad=(0, 1)), str(tmp_path / "c"), image_size=S,
+        cache_lib.write_shards(_samples(2, bad=(0, 1)), str(tmp_path / "c"), image_size=S,
                              view_correction=True, workers=1)
 
 
@@ -319,22 +320,22 @@ class _STBLikeReader(list):
 @pytest.mark.parametrize("count", [2, 7, 40, 1000])
 def test_validation_and_training_indices_partition_the_training_split(count):
     reader = list(range(count))
-    train = dataset.split_indices(RHD, "train", reader)
-    val = dataset.split_indices(RHD, "val", reader)
+    train = splits.split_indices(RHD, "train", reader)
+    val = splits.split_indices(RHD, "val", reader)
     assert len(val) == max(1, round(0.05 * count))
     assert not set(train) & set(val)
     assert sorted(set(train) | set(val)) == list(range(count))
-    np.testing.assert_array_equal(val, dataset.validation_indices(DataConfig(), reader))  # fixed
-    np.testing.assert_array_equal(dataset.split_indices(RHD, "test", reader), np.arange(count))
-    wider = dataset.split_indices(DataConfig(data="rhd", validation_fraction=0.25), "val", reader)
+    np.testing.assert_array_equal(val, splits.validation_indices(DataConfig(), reader))  # fixed
+    np.testing.assert_array_equal(splits.split_indices(RHD, "test", reader), np.arange(count))
+    wider = splits.split_indices(DataConfig(data="rhd", validation_fraction=0.25), "val", reader)
     assert len(wider) == max(1, round(0.25 * count))
 
 
 def test_stb_validates_on_one_training_sequence():
     frames = {f"B{b}{kind}": 3 for b in range(2, 7) for kind in ("Counting", "Random")}
     reader = _STBLikeReader(frames)
-    val = dataset.split_indices(STB, "val", reader)
-    train = dataset.split_indices(STB, "train", reader)
+    val = splits.split_indices(STB, "val", reader)
+    train = splits.split_indices(STB, "train", reader)
     assert [reader.sample_ids[i][0] for i in val] == ["B6Random"] * 3
     assert "B6Random" not in {reader.sample_ids[i][0] for i in train}
     assert sorted(set(train) | set(val)) == list(range(30)) and not set(train) & set(val)
@@ -342,9 +343,9 @@ def test_stb_validates_on_one_training_sequence():
 
 def test_a_training_split_too_small_to_carve_is_an_error():
     with pytest.raises(DataError, match="1 samples.*0 training"):
-        dataset.validation_indices(RHD, [0])
+        splits.validation_indices(RHD, [0])
     with pytest.raises(DataError, match="B6Random.*0 validation"):
-        dataset.validation_indices(STB, _STBLikeReader({"B2Counting": 4}))
+        splits.validation_indices(STB, _STBLikeReader({"B2Counting": 4}))
 
 
 def test_train_and_val_caches_partition_the_training_split(fake_reader, tmp_path):
@@ -363,7 +364,7 @@ def test_train_and_val_caches_partition_the_training_split(fake_reader, tmp_path
 def test_the_test_split_keeps_every_sample(fake_reader, tmp_path, capsys):
     data_dir, calls = fake_reader
     config = _config(data_dir, str(tmp_path / "cache"), num_points=16)
-    path, meta = dataset.prepare_cache(config, "test")
+    path, meta = cache_lib.prepare_cache(config, "test")
     assert calls == [("synthetic", "test")] and "skipping" not in capsys.readouterr().out
     assert (meta["num_examples"], meta["num_raw"], meta["num_skipped"]) == (7, 7, 0)
     batch = next(iter(dataset.dataset_from_cache(path, meta, config, batch_size=7)))

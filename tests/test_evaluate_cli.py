@@ -129,12 +129,12 @@ def test_mode_flags_are_checked(tmp_path):
 
 
 def test_evaluation_settings_follow_the_run(tmp_path):
-    from model import presets, training  # pylint: disable=import-outside-toplevel
+    from model import presets, run_config  # pylint: disable=import-outside-toplevel
 
     data = presets.data_config("cpu", data_dir="/data/synth", view_correction=False,
                                labelled_fraction=0.25, labelled_only=True)
-    run = training.RunConfig(presets.model_config("cpu", data), data,
-                             training.TrainConfig())
+    run = run_config.RunConfig(presets.model_config("cpu", data), data,
+                               run_config.TrainConfig())
     model_dir = tmp_path / "run"
     model_dir.mkdir()
     config, out = report.evaluation_settings(run, str(model_dir))
@@ -164,7 +164,7 @@ def test_restored_model_is_evaluated_from_rgb_alone(tmp_path):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     from model import config as model_config  # pylint: disable=import-outside-toplevel
-    from model import strategies, training  # pylint: disable=import-outside-toplevel
+    from model import run_config, strategies  # pylint: disable=import-outside-toplevel
 
     cfg = model_config.ModelConfig(
         strategy="poe", image_size=32, latent_dim=8, num_points=16, resnet_widths=(4, 4, 4, 4),
@@ -177,10 +177,10 @@ def test_restored_model_is_evaluated_from_rgb_alone(tmp_path):
     model_dir = tmp_path / "run"
     checkpoint = tf.train.Checkpoint(model=model).save(str(model_dir / "ckpt"))
     data_cfg = DataConfig(image_size=32, num_points=16)
-    training.save_run_config(str(model_dir),
-                             training.RunConfig(cfg, data_cfg, training.TrainConfig()))
+    run_config.save_run_config(str(model_dir),
+                               run_config.RunConfig(cfg, data_cfg, run_config.TrainConfig()))
 
-    restored, run, path = training.restore_model(str(model_dir))
+    restored, run, path = run_config.restore_model(str(model_dir))
     assert path == checkpoint
     rng = np.random.default_rng(0)
     data = {"image": rng.uniform(size=(5, 32, 32, 3)).astype(np.float32),

@@ -14,9 +14,11 @@ import tensorflow as tf
 
 from data_pipeline import io, preprocess, rhd, synthetic
 from data_pipeline.config import DataConfig
-from evaluation import export
+from serving import crop as crop_lib
+from serving import prediction as prediction_lib
+from serving import saved_model
 from model import config as model_config
-from model import strategies, training
+from model import run_config, strategies
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
@@ -46,14 +48,14 @@ def _trained_run(model_dir, strategy):
     for v in model.variables:
         v.assign_add(tf.random.normal(v.shape, stddev=0.1))
     tf.train.Checkpoint(model=model).save(os.path.join(model_dir, "ckpt"))
-    training.save_run_config(model_dir, training.RunConfig(
-        cfg, DataConfig(image_size=SIZE, num_points=POINTS), training.TrainConfig()))
+    run_config.save_run_config(model_dir, run_config.RunConfig(
+        cfg, DataConfig(image_size=SIZE, num_points=POINTS), run_config.TrainConfig()))
     return model
 
 
 def _export(model_dir, out_dir):
-    restored, run, checkpoint = training.restore_model(model_dir)
-    return export.export_model(restored, run, checkpoint, out_dir)
+    restored, run, checkpoint = run_config.restore_model(model_dir)
+    return saved_model.export_model(restored, run, checkpoint, out_dir)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def poe_export(tmp_path_factory):
 
 def _check_outputs(model, export_dir, has_cloud):
     crops = np.random.default_rng(3).uniform(size=(4, SIZE, SIZE, 3)).astype(np.float32)
-    loaded = export.load_export(export_dir)
+    loaded = saved_model.load_export(export_dir)
     out = {k: v.numpy() for k, v in loaded.serve(image=tf.constant(crops)).items()}
     assert sorted(out) == sorted(["pose", "z"] + (["cloud"] if has_cloud else []))
     mu, _ = model.encode_rgb(tf.constant(crops), training=False)
@@ -122,24 +124,24 @@ def test_predict_crops_as_the_pipeline_crops_an_unlabelled_sample(poe_export, tm
                                     view_correction=True, unlabelled_scale=0.046)
 
     color = io.read_rgb(reader.describe(0))
-    crop = export.crop_from_box(color, sample.K_color, (x, y, w, h), SIZE, True, margin)
+    crop = crop_lib.crop_from_box(color, sample.K_color, (x, y, w, h), SIZE, True, margin)
     np.testing.assert_allclose(crop.R_view, example.R_view, atol=1e-12)
     np.testing.assert_allclose(crop.K_crop, example.K_crop, rtol=1e-12)
     # Same image, same camera, same warp: the crops are equal pixel for pixel.
     np.testing.assert_array_equal(crop.image, example.image)
     assert example.image.std() > 10  # a real crop of the hand, not a black border
     # The skeleton is drawn with its root on the box centre, the crop's centre.
-    root_uv = export.skeleton_pixels(np.zeros((21, 3)), crop)[12]
+    root_uv = prediction_lib.skeleton_pixels(np.zeros((21, 3)), crop)[12]
     np.testing.assert_allclose(root_uv, [(SIZE - 1) / 2] * 2, atol=1e-9)
     # Without viewpoint correction too.
     plain = preprocess.preprocess(dataclasses.replace(sample, hand_mask=box_mask), SIZE,
                                   view_correction=False, unlabelled_scale=0.046)
     np.testing.assert_array_equal(
-        export.crop_from_box(color, sample.K_color, (x, y, w, h), SIZE, False, margin).image,
+        crop_lib.crop_from_box(color, sample.K_color, (x, y, w, h), SIZE, False, margin).image,
         plain.image)
     image = tf.image.convert_image_dtype(example.image, tf.float32)[None]  # as model_inputs
     expected = model.predict_pose(image, training=False).numpy()[0]
-    np.testing.assert_allclose(export.predict_crop(export.load_export(export_dir), crop)["pose"],
+    np.testing.assert_allclose(prediction_lib.predict_crop(saved_model.load_export(export_dir), crop)["pose"],
                                expected, rtol=TOLERANCE, atol=TOLERANCE)
 
     K = sample.K_color
@@ -151,7 +153,7 @@ def test_predict_crops_as_the_pipeline_crops_an_unlabelled_sample(poe_export, tm
     rows = re.findall(r"^\s*(\d+) (\w+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$",
                       result.stdout, flags=re.M)
     assert [int(r[0]) for r in rows] == list(range(21))
-    assert [r[1] for r in rows] == list(export.KEYPOINT_NAMES)
+    assert [r[1] for r in rows] == list(saved_model.KEYPOINT_NAMES)
     printed = np.array([[float(v) for v in r[2:5]] for r in rows])
     np.testing.assert_allclose(printed, expected, rtol=0, atol=PRINTED_TOLERANCE)
     # mm: the input camera's frame (R_view undone), times the bone length.
@@ -179,7 +181,7 @@ def test_a_failed_export_leaves_nothing(poe_export, tmp_path, monkeypatch):
     def mismatch(*_):
         raise ValueError("export_model: the SavedModel's 'pose' differs")
 
-    monkeypatch.setattr(export, "_verify", mismatch)
+    monkeypatch.setattr(saved_model, "_verify", mismatch)
     with pytest.raises(ValueError, match="differs"):
         _export(model_dir, str(tmp_path / "out"))
     assert os.listdir(tmp_path) == []  # neither --out nor the temporary directory
@@ -205,31 +207,31 @@ def test_bad_boxes_cameras_and_exports_are_refused(poe_export, tmp_path):
     _, _, export_dir = poe_export
     for text in ("1,2,3", "a,b,c,d", "1,2,3,4,5", "0,0,nan,4"):
         with pytest.raises(ValueError, match="expected 4 comma-separated numbers x,y,w,h"):
-            export.parse_numbers(text, ("x", "y", "w", "h"))
+            crop_lib.parse_numbers(text, ("x", "y", "w", "h"))
     with pytest.raises(ValueError, match="focal lengths must be positive"):
-        export.parse_intrinsics("0,100,50,50")
-    np.testing.assert_array_equal(export.parse_intrinsics("100,90,50,40"),
+        crop_lib.parse_intrinsics("0,100,50,50")
+    np.testing.assert_array_equal(crop_lib.parse_intrinsics("100,90,50,40"),
                                   [[100, 0, 50], [0, 90, 40], [0, 0, 1]])
     color = np.zeros((40, 60, 3), np.uint8)
-    K = export.default_intrinsics(60, 40)
+    K = crop_lib.default_intrinsics(60, 40)
     np.testing.assert_array_equal(K, [[60, 0, 29.5], [0, 60, 19.5], [0, 0, 1]])
     for box in ((-1, 0, 10, 10), (0, 0, 61, 10), (0, 35, 10, 10)):
         with pytest.raises(ValueError, match="is not inside the 60x40 image"):
-            export.crop_from_box(color, K, box, SIZE, True, 1.1)
+            crop_lib.crop_from_box(color, K, box, SIZE, True, 1.1)
     with pytest.raises(ValueError, match="at least one pixel"):
-        export.crop_from_box(color, K, (0, 0, 0.5, 10), SIZE, True, 1.1)
-    crop = export.crop_from_box(color, K, (0, 0, 60, 40), SIZE, True, 1.1)
+        crop_lib.crop_from_box(color, K, (0, 0, 0.5, 10), SIZE, True, 1.1)
+    crop = crop_lib.crop_from_box(color, K, (0, 0, 60, 40), SIZE, True, 1.1)
     assert crop.image.shape == (SIZE, SIZE, 3) and crop.image.dtype == np.uint8
 
     with pytest.raises(FileNotFoundError, match="is not a directory"):
-        export.read_settings(str(tmp_path / "absent"))
+        saved_model.read_settings(str(tmp_path / "absent"))
     fake = tmp_path / "fake"
     (fake / "assets").mkdir(parents=True)
     (fake / "saved_model.pb").write_bytes(b"")
-    (fake / "assets" / export.SETTINGS_FILE).write_text('{"format": "other"}')
+    (fake / "assets" / saved_model.SETTINGS_FILE).write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="is not a SavedModel written by export.py"):
-        export.read_settings(str(fake))
-    settings = export.read_settings(export_dir)
-    (fake / "assets" / export.SETTINGS_FILE).write_text(json.dumps(settings))
+        saved_model.read_settings(str(fake))
+    settings = saved_model.read_settings(export_dir)
+    (fake / "assets" / saved_model.SETTINGS_FILE).write_text(json.dumps(settings))
     with pytest.raises(ValueError, match="cannot be loaded as a SavedModel"):
-        export.load_export(str(fake))
+        saved_model.load_export(str(fake))

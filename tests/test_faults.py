@@ -85,8 +85,8 @@ def test_kill_9_then_the_same_command_ends_as_an_uninterrupted_run(data, tmp_pat
         if proc.poll() is None:
             proc.kill()
     # Nothing half-written: config.json parses and the newest checkpoint loads.
-    from model import training  # pylint: disable=import-outside-toplevel
-    training.read_run_config(str(tmp_path / "cut" / "config.json"))
+    from model import run_config  # pylint: disable=import-outside-toplevel
+    run_config.read_run_config(str(tmp_path / "cut" / "config.json"))
     latest = tf.train.latest_checkpoint(str(tmp_path / "cut"))
     _weights(latest)
     code, out = _run(interrupted)

@@ -1,4 +1,5 @@
-"""Schedules and run bookkeeping of model/training.py (the loop itself: test_end_to_end.py)."""
+"""Schedules (model/schedules.py), run configuration (model/run_config.py) and the Trainer's
+bookkeeping (model/training.py); the loop itself: test_end_to_end.py."""
 import dataclasses
 import json
 import math
@@ -8,41 +9,41 @@ import pytest
 import tensorflow as tf
 
 from data_pipeline.config import DataConfig
-from model import presets, training
+from model import presets, run_config, schedules, training
 from model.config import ModelConfig
 
 
 def _config(**overrides):
-    return training.TrainConfig.from_preset("cpu", **overrides)
+    return run_config.TrainConfig.from_preset("cpu", **overrides)
 
 
 def test_beta_is_geometric_between_the_paper_bounds():
     cfg = _config(beta_anneal_steps=100)
-    assert float(training.beta_at(0, cfg)) == pytest.approx(1e-5, rel=1e-5)
+    assert float(schedules.beta_at(0, cfg)) == pytest.approx(1e-5, rel=1e-5)
     # Halfway through a geometric ramp over two decades: one decade.
-    assert float(training.beta_at(50, cfg)) == pytest.approx(1e-4, rel=1e-5)
-    assert float(training.beta_at(100, cfg)) == pytest.approx(1e-3, rel=1e-5)
-    assert float(training.beta_at(10_000, cfg)) == pytest.approx(1e-3, rel=1e-5)
+    assert float(schedules.beta_at(50, cfg)) == pytest.approx(1e-4, rel=1e-5)
+    assert float(schedules.beta_at(100, cfg)) == pytest.approx(1e-3, rel=1e-5)
+    assert float(schedules.beta_at(10_000, cfg)) == pytest.approx(1e-3, rel=1e-5)
 
 
 def test_preset_overrides_and_validation():
-    cfg = training.TrainConfig.from_preset("paper", batch_size=8, max_steps=None)
+    cfg = run_config.TrainConfig.from_preset("paper", batch_size=8, max_steps=None)
     assert (cfg.batch_size, cfg.max_steps, cfg.learning_rate) == (8, 130_000, 1e-4)
     with pytest.raises(ValueError, match="preset must be one of"):
-        training.TrainConfig.from_preset("huge")
+        run_config.TrainConfig.from_preset("huge")
     with pytest.raises(ValueError, match="TrainConfig.batch_size must be positive"):
         _config(batch_size=0)
     with pytest.raises(ValueError, match="TrainConfig.validate_on must be one of"):
         _config(validate_on="train")
     # The dataclass defaults are the cpu preset, so the two cannot drift apart.
-    assert training.TrainConfig() == training.TrainConfig.from_preset("cpu")
+    assert run_config.TrainConfig() == run_config.TrainConfig.from_preset("cpu")
 
 
 def test_plateau_schedule_decays_twice_then_converges():
     cfg = _config(plateau_patience=2)
     opt = tf.keras.optimizers.Adam(learning_rate=1e-4)
     opt.build([tf.Variable(1.0)])
-    plateau = training.PlateauSchedule(opt, cfg)
+    plateau = schedules.PlateauSchedule(opt, cfg)
     assert plateau.update(10.0) == "improved"
     assert plateau.update(9.0) == "improved"
     assert plateau.update(9.5) == "waiting"
@@ -59,14 +60,14 @@ def test_plateau_state_survives_a_checkpoint(tmp_path):
     cfg = _config(plateau_patience=1)
     opt = tf.keras.optimizers.Adam(learning_rate=1e-4)
     opt.build([tf.Variable(1.0)])
-    plateau = training.PlateauSchedule(opt, cfg)
+    plateau = schedules.PlateauSchedule(opt, cfg)
     plateau.update(5.0)
     plateau.update(6.0)
     path = tf.train.Checkpoint(plateau=plateau, optimizer=opt).save(str(tmp_path / "ckpt"))
 
     opt2 = tf.keras.optimizers.Adam(learning_rate=1e-4)
     opt2.build([tf.Variable(1.0)])
-    restored = training.PlateauSchedule(opt2, cfg)
+    restored = schedules.PlateauSchedule(opt2, cfg)
     tf.train.Checkpoint(plateau=restored, optimizer=opt2).restore(path)
     assert float(restored.best_epe.numpy()) == 5.0
     assert int(restored.num_decays.numpy()) == 1
@@ -75,9 +76,9 @@ def test_plateau_state_survives_a_checkpoint(tmp_path):
 
 def _run(strategy="poe", max_steps=4, **data):
     data_cfg = presets.data_config("smoke", data_dir="/data/rhd", **data)
-    return training.RunConfig(presets.model_config("smoke", data_cfg, strategy=strategy),
-                              data_cfg, training.TrainConfig.from_preset("smoke",
-                                                                         max_steps=max_steps))
+    return run_config.RunConfig(presets.model_config("smoke", data_cfg, strategy=strategy),
+                                data_cfg, run_config.TrainConfig.from_preset("smoke",
+                                                                           max_steps=max_steps))
 
 
 def test_run_config_round_trips_with_the_crop_size_stored_once(tmp_path):
@@ -86,9 +87,9 @@ def test_run_config_round_trips_with_the_crop_size_stored_once(tmp_path):
     assert sorted(d) == ["data", "model", "train"]
     stored = json.dumps(d)
     assert stored.count('"image_size"') == 1 and stored.count('"num_points"') == 1
-    assert training.RunConfig.from_dict(json.loads(stored)) == run
-    training.save_run_config(str(tmp_path), run)
-    assert training.read_run_config(str(tmp_path / "config.json")) == run
+    assert run_config.RunConfig.from_dict(json.loads(stored)) == run
+    run_config.save_run_config(str(tmp_path), run)
+    assert run_config.read_run_config(str(tmp_path / "config.json")) == run
 
 
 @pytest.mark.parametrize("section, key", [("model", "width"), ("data", "batch_size"),
@@ -97,7 +98,7 @@ def test_run_config_refuses_unknown_keys(section, key):
     d = _run().to_dict()
     d[section][key] = 1
     with pytest.raises(ValueError, match=key):
-        training.RunConfig.from_dict(d)
+        run_config.RunConfig.from_dict(d)
 
 
 def test_run_config_refuses_a_config_json_of_the_old_layout(tmp_path):
@@ -105,37 +106,37 @@ def test_run_config_refuses_a_config_json_of_the_old_layout(tmp_path):
            "data": {"data": "synthetic", "image_size": 32}, "validation": {"split": "val"}}
     (tmp_path / "config.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match=r"config.json: .*older train.py"):
-        training.read_run_config(str(tmp_path / "config.json"))
+        run_config.read_run_config(str(tmp_path / "config.json"))
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="config.json: not a readable run configuration"):
-        training.read_run_config(str(tmp_path / "config.json"))
+        run_config.read_run_config(str(tmp_path / "config.json"))
 
 
 def test_run_config_refuses_a_model_of_other_input_shapes():
     run = _run()
     with pytest.raises(ValueError, match="ModelConfig.image_size=64 differs"):
-        training.RunConfig(dataclasses.replace(run.model, image_size=64), run.data, run.train)
+        run_config.RunConfig(dataclasses.replace(run.model, image_size=64), run.data, run.train)
 
 
 def test_run_config_refuses_another_model_or_data(tmp_path):
-    training.save_run_config(str(tmp_path), _run())
+    run_config.save_run_config(str(tmp_path), _run())
     # Other loop settings and another cache directory may change on resume.
-    training.save_run_config(str(tmp_path), _run(max_steps=8, cache_dir="/elsewhere"))
+    run_config.save_run_config(str(tmp_path), _run(max_steps=8, cache_dir="/elsewhere"))
     assert json.loads((tmp_path / "config.json").read_text())["train"]["max_steps"] == 8
     with pytest.raises(ValueError, match="different model configuration"):
-        training.save_run_config(str(tmp_path), _run(strategy="kl"))
+        run_config.save_run_config(str(tmp_path), _run(strategy="kl"))
     with pytest.raises(ValueError, match="different data configuration"):
-        training.save_run_config(str(tmp_path), _run(view_correction=False))
+        run_config.save_run_config(str(tmp_path), _run(view_correction=False))
     # The refused writes left the recorded file intact.
-    assert training.read_run_config(str(tmp_path / "config.json")) == _run(
+    assert run_config.read_run_config(str(tmp_path / "config.json")) == _run(
         max_steps=8, cache_dir="/elsewhere")
 
 
 def test_load_run_config_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        training.load_run_config(str(tmp_path))
+        run_config.load_run_config(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="ckpt-3.index"):
-        training.load_run_config(str(tmp_path / "ckpt-3"))
+        run_config.load_run_config(str(tmp_path / "ckpt-3"))
 
 
 # A small S1 network and batch for the tests of the loop's own step.

@@ -1,0 +1,1 @@
+"""Serving: the SavedModel of the inference path and predictions on new images."""
