@@ -35,14 +35,13 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
-import time
 from typing import Optional
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
+from common.progress import Progress
 from data_pipeline import preprocess as preprocess_lib
 from data_pipeline import splits
 from data_pipeline.config import SPLITS, DataConfig
@@ -183,11 +182,7 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
     settings = (samples, image_size, view_correction, max_points, keep_incomplete)
     shards, skipped, scales, written, writer, pool = [], [], [], 0, None, None
     unlabelled_scale = None
-    # One bar with rate and ETA; without a terminal (a log file) it prints a line every 10 s.
-    progress = tf.keras.utils.Progbar(num_raw, unit_name="sample",
-                                      interval=0.5 if sys.stdout.isatty() else 10.0,
-                                      stateful_metrics=["samples/s"])
-    start = time.monotonic()
+    progress = Progress(num_raw, "sample", "pre-processing")
 
     def run(tasks):
         if pool is not None:
@@ -217,7 +212,7 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
                 if error is not None:
                     skipped.append([index, error])
                     if len(skipped) <= _MAX_REPORTED_SKIPS:
-                        print(f"\n  skipping sample {index}: {error}", flush=True)
+                        progress.message(f"  skipping sample {index}: {error}")
                 else:
                     if example.labelled:
                         scales.append(example.scale)
@@ -228,7 +223,7 @@ def write_shards(samples, out_dir: str, *, image_size: int, view_correction: boo
                         writer = tf.io.TFRecordWriter(os.path.join(tmp, shards[-1]))
                     writer.write(serialize(example, index))
                     written += 1
-                progress.update(done, [("samples/s", done / (time.monotonic() - start))])
+                progress.update(done)
             if phase == "labelled" and scales:
                 unlabelled_scale = float(np.mean(scales))
     except BaseException:

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
+from common.progress import Progress
 from model import config as model_config
 from model import strategies
 from model.distribute import is_chief, make_distribution
@@ -129,17 +130,19 @@ class Trainer:
         metrics.
 
         Each step: one distributed update, then logging (every log_every), validation with the
-        plateau schedule (every eval_every) and checkpointing (every checkpoint_every, and at the
-        end). A step whose loss is not finite applies no update and is logged; more than
-        max_nonfinite_steps of them in a row stop training (FloatingPointError naming the step
-        and the last good checkpoint, which stays intact). SIGTERM (what a cluster scheduler
-        sends) saves a checkpoint at the current step and returns; `stop_signal` then holds it.
+        plateau schedule (every eval_every) and checkpointing (every checkpoint_every). However
+        the loop ends (max_steps, convergence, SIGTERM at any moment, whatever the loop was
+        doing), a checkpoint at the last applied step is left behind. A step whose loss is not
+        finite applies no update and is logged; more than max_nonfinite_steps of them in a row
+        stop training (FloatingPointError naming the step and the last good checkpoint, which
+        stays intact). SIGTERM (what a cluster scheduler sends) ends the loop after the current
+        step, validation or save; `stop_signal` then holds it.
 
         Args:
           train_ds: an infinite dataset of batches (see data_pipeline.dataset.build_dataset).
           validate: model -> metrics dict with 'epe_mean_mm'; drives the plateau schedule.
           sample_images: (K, S, S, 3) images written to TensorBoard at each validation.
-          verbose: show a progress bar and a line per validation.
+          verbose: report progress (common/progress.py) and a line per validation.
         """
         cfg = self.config
         options = tf.data.Options()
@@ -150,35 +153,37 @@ class Trainer:
         iterator = iter(self.distribution.experimental_distribute_dataset(
             train_ds.with_options(options)))
         metrics: Dict[str, float] = {}
-        trackers: Dict[str, tf.keras.metrics.Mean] = {}
-        progbar = tf.keras.utils.Progbar(cfg.max_steps, verbose=1 if verbose else 0,
-                                         unit_name="step")
-        progbar.update(int(self.step.numpy()))
+        means = LossMeans()
+        step = int(self.step.numpy())  # mirrored in Python: reading the variable costs a sync
+        progress = Progress(cfg.max_steps, "step", "train", done=step, enabled=verbose)
+        saved = self._saved_step()
         nonfinite = 0
         self.stop_signal = None
         previous = self._catch_sigterm()
         try:
             with self._writer.as_default():
-                while int(self.step.numpy()) < cfg.max_steps and self.stop_signal is None:
+                while step < cfg.max_steps and self.stop_signal is None:
                     losses, applied = self.update(next(iterator))
-                    step = int(self.step.numpy())
+                    values = {name: float(value) for name, value in losses.items()}
                     if not applied:
-                        nonfinite = self._skip(losses, step, nonfinite + 1)
+                        nonfinite = self._skip(values["total"], step, nonfinite + 1)
                         continue
                     nonfinite = 0
-                    progbar.update(step, values=[("loss", float(losses["total"]))])
-                    metrics.update(self._log(losses, trackers, step))
+                    step += 1
+                    progress.update(step, loss=values["total"])
+                    metrics.update(self._log(values, means, step))
                     converged = False
                     if validate is not None and (step % cfg.eval_every == 0
                                                  or step == cfg.max_steps):
                         result, converged = self._validate(validate, sample_images, step,
-                                                           verbose)
+                                                           progress)
                         metrics.update(result)
-                    if (step % cfg.checkpoint_every == 0 or step == cfg.max_steps or converged
-                            or self.stop_signal is not None):
-                        self.manager.save(checkpoint_number=step)
+                    if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or converged:
+                        saved = self._save(step)
                     if converged:
                         break
+                if saved != step:  # stopped by a signal between two saves
+                    saved = self._save(step)
             self._writer.flush()
         finally:
             if previous is not None:
@@ -186,6 +191,16 @@ class Trainer:
             if self._scratch:
                 shutil.rmtree(self._scratch, ignore_errors=True)
         return metrics
+
+    def _saved_step(self) -> Optional[int]:
+        """The step of this trainer's newest checkpoint (CheckpointManager numbers them by
+        step), None before the first."""
+        path = self.manager.latest_checkpoint
+        return int(path.rsplit("-", 1)[1]) if path else None
+
+    def _save(self, step: int) -> int:
+        self.manager.save(checkpoint_number=step)
+        return step
 
     def _catch_sigterm(self):
         """Turns SIGTERM into a request to checkpoint and stop after the current step; returns
@@ -199,10 +214,9 @@ class Trainer:
 
         return signal.signal(signal.SIGTERM, request_stop)
 
-    def _skip(self, losses: Dict[str, tf.Tensor], step: int, in_a_row: int) -> int:
+    def _skip(self, total: float, step: int, in_a_row: int) -> int:
         """Logs a step whose update was skipped (its loss is not finite); stops training when
         more than max_nonfinite_steps happened in a row. Returns the count in a row."""
-        total = float(losses["total"])
         print(f"\nstep {step + 1}: loss is {total}, update skipped ({in_a_row} in a row)",
               flush=True)
         tf.summary.scalar("skipped_nonfinite", in_a_row, step=step)
@@ -213,25 +227,22 @@ class Trainer:
                 f"{step + 1}); training stopped. Last good checkpoint: {last}")
         return in_a_row
 
-    def _log(self, losses: Dict[str, tf.Tensor], trackers: Dict[str, tf.keras.metrics.Mean],
-             step: int) -> Dict[str, float]:
+    def _log(self, losses: Dict[str, float], means: "LossMeans", step: int) -> Dict[str, float]:
         """Accumulates the step's losses; every log_every steps (and at the last) writes their
         means, beta and the learning rate to TensorBoard and returns the means, else {}."""
         cfg = self.config
-        for name, value in losses.items():
-            trackers.setdefault(name, tf.keras.metrics.Mean(name)).update_state(value)
+        means.add(losses)
         if step % cfg.log_every and step != cfg.max_steps:
             return {}
-        means = {name: float(t.result()) for name, t in trackers.items()}
-        for name, value in means.items():
+        result = means.result()
+        for name, value in result.items():
             tf.summary.scalar(f"loss/{name}", value, step=step)
         tf.summary.scalar("beta", beta_at(step, cfg), step=step)
         tf.summary.scalar("learning_rate", self.optimizer.learning_rate, step=step)
-        for t in trackers.values():
-            t.reset_state()
-        return means
+        means.reset()
+        return result
 
-    def _validate(self, validate, sample_images, step: int, verbose: bool):
+    def _validate(self, validate, sample_images, step: int, progress: Progress):
         """Runs `validate`, writes its numbers to TensorBoard and steps the plateau schedule.
 
         Returns:
@@ -244,8 +255,31 @@ class Trainer:
         if sample_images is not None:
             tf.summary.image("val/input", sample_images, step=step, max_outputs=4)
         status = self.plateau.update(result["epe_mean_mm"])
-        if verbose:
-            print(f"\nstep {step}: validation EPE {result['epe_mean_mm']:.2f} mm "
-                  f"(best {float(self.plateau.best_epe.numpy()):.2f}, {status}, "
-                  f"lr {float(self.optimizer.learning_rate.numpy()):.2e})")
+        progress.message(f"step {step}: validation EPE {result['epe_mean_mm']:.2f} mm "
+                         f"(best {float(self.plateau.best_epe.numpy()):.2f}, {status}, "
+                         f"lr {float(self.optimizer.learning_rate.numpy()):.2e})")
         return {f"val/{k}": v for k, v in numbers.items()}, status == "converged"
+
+
+class LossMeans:
+    """Means of each loss over the steps since the last `reset`, accumulated in Python.
+
+    The losses arrive as host floats once per step (the loop reads them anyway); a
+    tf.keras.metrics.Mean updated eagerly per loss would cost a graph call each, which for S4's
+    nineteen terms was a sizeable part of a 64-px step on 2 cores.
+    """
+
+    def __init__(self):
+        self._sums: Dict[str, float] = {}
+        self._count = 0
+
+    def add(self, losses: Dict[str, float]) -> None:
+        for name, value in losses.items():
+            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._count += 1
+
+    def result(self) -> Dict[str, float]:
+        return {name: total / self._count for name, total in self._sums.items()}
+
+    def reset(self) -> None:
+        self._sums, self._count = {}, 0

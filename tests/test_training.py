@@ -203,6 +203,54 @@ def test_nonfinite_losses_in_a_row_stop_training_and_keep_the_last_checkpoint(tm
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
 
 
+# SIGTERM at every phase of the loop: (phase, the wrapped Trainer attribute, whether the signal
+# goes before or after the wrapped call, the call that sends it). Step 2's batch is not finite.
+SIGTERM_PHASES = {
+    "reading and updating": ("update", "before", 3),
+    "a skipped step": ("update", "after", 2),
+    "logging": ("_log", "after", 1),
+    "validation": ("validate", "after", 1),
+    "saving": ("_save", "after", 1),
+}
+
+
+@pytest.mark.parametrize("phase", list(SIGTERM_PHASES))
+def test_sigterm_at_any_phase_leaves_a_checkpoint_at_the_last_applied_step(tmp_path, phase):
+    import os  # pylint: disable=import-outside-toplevel
+    import signal  # pylint: disable=import-outside-toplevel
+
+    name, when, call = SIGTERM_PHASES[phase]
+    trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL),
+                               _config(max_steps=50, checkpoint_every=2, eval_every=1,
+                                       log_every=1), str(tmp_path))
+    batches = [_s1_batch(seed=1), _nan_batch(), _s1_batch(seed=2)]
+    ds = tf.data.Dataset.from_tensor_slices(
+        {k: tf.stack([b[k] for b in batches]) for k in batches[0]}).repeat()
+    calls = []
+
+    def wrap(function):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            if when == "before" and len(calls) == call:
+                os.kill(os.getpid(), signal.SIGTERM)
+            result = function(*args, **kwargs)
+            if when == "after" and len(calls) == call:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return result
+        return wrapped
+
+    validate = lambda model: {"epe_mean_mm": 10.0}  # noqa: E731
+    if name == "validate":
+        validate = wrap(validate)
+    else:
+        setattr(trainer, name, wrap(getattr(trainer, name)))
+    trainer.fit(ds, validate=validate, verbose=False)
+    step = int(trainer.step.numpy())
+    assert trainer.stop_signal == signal.SIGTERM and 0 < step < 50
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith(f"ckpt-{step}")
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
 @pytest.mark.slow
 def test_fit_learns_a_fixed_batch(tmp_path):
     """Trainer.fit runs Eq. 4's step; repeated on one batch, the RGB-only pose error must fall.

@@ -16,6 +16,7 @@ import time
 import cv2
 import numpy as np
 
+from common.progress import Progress
 from data_pipeline.synthetic import rhd_writer
 from data_pipeline.synthetic import stb_writer
 
@@ -130,14 +131,12 @@ def _render_all(tasks, counts, workers):
       {split: [label of each sample index]}.
     """
     results = {split: [None] * counts[split] for split in SPLITS}
-    start = time.time()
-    report_every = max(1, len(tasks) // 20)
+    progress = Progress(len(tasks), "sample", "rendering")
 
     def collect(done, outcome):
         split, index, label = outcome
         results[split][index] = label
-        if done % report_every == 0 or done == len(tasks):
-            _log.info("%d/%d samples, %.1f s", done, len(tasks), time.time() - start)
+        progress.update(done)
 
     if workers == 1:
         for done, task in enumerate(tasks, 1):
