@@ -1,8 +1,8 @@
 """Progress of long work (training steps, pre-processing, the synthetic generator).
 
-In a terminal a live bar is redrawn in place; elsewhere (a log file, a cluster job, CI) one line is
-printed at most every `interval` seconds and at the end, so that a run of 130,000 steps writes a
-few hundred lines instead of one per step. No TensorFlow here: the generator runs without it.
+In a terminal a live bar is redrawn in place; elsewhere (a log file, a cluster job, CI) a line is
+printed at the first update, then at most every `interval` seconds, and at the end, so that a run
+of 130,000 steps writes a few hundred lines instead of one per step. No TensorFlow here: the generator runs without it.
 """
 import sys
 import time
@@ -50,7 +50,7 @@ class Progress:
         self._enabled = enabled
         self._start = time.monotonic()
         self._start_done = self.done
-        self._last_write = self._start
+        self._last_write = None  # the first update is written: the work has started
         self._values = {}
 
     def rate(self) -> float:
@@ -59,14 +59,15 @@ class Progress:
         return (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
 
     def update(self, done: int, **values: float) -> None:
-        """Sets the units done and the latest values (e.g. loss=0.12); writes when due, and
-        always when `done` reaches the total."""
+        """Sets the units done and the latest values (e.g. loss=0.12); writes the first time,
+        when due, and always when `done` reaches the total."""
         self.done = int(done)
         self._values.update(values)
         if not self._enabled:
             return
         now = time.monotonic()
-        if now - self._last_write >= self._interval or self.done >= self.total:
+        if (self._last_write is None or now - self._last_write >= self._interval
+                or self.done >= self.total):
             self._last_write = now
             self._write()
 

@@ -105,7 +105,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits_0(data, tmp_pa
     command = _command(data, tmp_path / "run", "--max_steps=100000", "--checkpoint_every=100000")
     proc, lines, reader = _start(command)
     try:
-        _wait_for(lambda: any("3/100000" in line for line in lines), proc)
+        _wait_for(lambda: any("train: step 1/100000" in line for line in lines), proc)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     finally:
@@ -115,7 +115,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_exits_0(data, tmp_pa
     out = "".join(lines)
     assert proc.returncode == 0, out[-3000:]
     step = int(out.split("stopped by signal 15 at step ")[1].split(";")[0])
-    assert step >= 3
+    assert step >= 1
     assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith(f"ckpt-{step}")
     code, out = _run(_command(data, tmp_path / "run", f"--max_steps={step + 1}"))
     assert code == 0 and f"ckpt-{step}" in out and f"done at step {step + 1}" in out

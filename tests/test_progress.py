@@ -26,9 +26,10 @@ def test_a_log_gets_a_line_at_most_every_interval_and_the_last_one(monkeypatch):
         clock.now += 0.5  # 2 steps/s
         progress.update(step, loss=1.0 / step)
     lines = stream.getvalue().splitlines()
-    # 400 s of steps: one line per 30 s (13), and the last step's.
-    assert len(lines) == 14
-    assert lines[0] == "train: step 260/1000, 2.00 steps/s, ETA 6:10, loss 0.003846"
+    # 400 s of steps: the first step's line, then one per 30 s (13), and the last step's.
+    assert len(lines) == 15
+    assert lines[0] == "train: step 201/1000, 2.00 steps/s, ETA 6:40, loss 0.004975"
+    assert lines[1] == "train: step 261/1000, 2.00 steps/s, ETA 6:10, loss 0.003831"
     assert lines[-1] == "train: step 1000/1000, 2.00 steps/s, ETA 0:00, loss 0.001"
 
 
