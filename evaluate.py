@@ -8,7 +8,7 @@ Two modes:
       (z = mean of q(z|R)), and writes into --out (default <model_dir>/eval_<split>):
         metrics.json             EPE mean/median (mm), AUC 0-50 and 20-50, the PCK curve, and
                                  strategy, data, split, checkpoint, num_samples (scored),
-                                 split_size and complete (every sample scored)
+                                 split_size and complete (every sample scored, each once)
         predictions.npz          pred, gt (M, 21, 3) mm, visible (M, 21), index (M,): rescoring it
                                  with --predictions gives the same metrics
         pck.png                  the PCK curve
@@ -17,12 +17,13 @@ Two modes:
 
   python evaluate.py --predictions=preds.npz --out=DIR
       Scores saved predictions of any method, no model needed: keys pred and gt (M, 21, 3),
-      root-relative, in mm, canonical keypoint order; optional visible (M, 21) 0/1.
-      Writes DIR/metrics.json and DIR/pck.png.
+      root-relative, in mm, canonical keypoint order; optional visible (M, 21) 0/1 and
+      index (M,), each sample at most once. Writes DIR/metrics.json and DIR/pck.png.
 
-Every test sample is scored (SPEC 6): a test split of which any sample could not be
-pre-processed is an error, and so is scoring fewer samples than the split has, except with
---max_batches. The test split is read only here (and by train.py --validate_on=test).
+Every test sample is scored once (SPEC 6): a test split of which any sample could not be
+pre-processed is an error, and so is a scoring that missed one of the split's sample indices
+(except with --max_batches) or scored one twice (report.check_scored_indices). The test split
+is read only here (and by train.py --validate_on=test).
 
 Every file is written under a temporary name and renamed, so a failed run never leaves a
 half-written file in place of a good one (evaluation/report.py).

@@ -17,8 +17,12 @@ By default the batches come from a fixed set of --samples un-augmented training 
 error on that set measures how fast each row can fit (optimisation, not generalisation); with
 --stream they come from the augmented training stream and the error is on the first --samples of
 the validation split. Prints each row's Eq. 10 error (normalised units, inference mode) at every
---eval_every steps and its ratio to the error of the set's mean pose.
+--eval_every steps and its ratio to the error of the set's mean pose. Before training, each row
+prints its error at step 0 and a fingerprint of its encoder's initial variables, equal in every
+row.
 """
+import dataclasses
+import hashlib
 import os
 import sys
 import tempfile
@@ -61,7 +65,7 @@ class _MeanLatentRow:
 
         from model import encoders
 
-        self.encoder = encoders.RGBEncoder(model_cfg.latent_dim, model_cfg.resnet_widths)
+        self.rgb_encoder = encoders.RGBEncoder(model_cfg.latent_dim, model_cfg.resnet_widths)
         self.head = head
         self.num_keypoints = model_cfg.num_keypoints
         self.optimizer = tf.keras.optimizers.Adam(learning_rate)
@@ -69,7 +73,7 @@ class _MeanLatentRow:
 
     def predict_pose(self, image, training=False):
         import tensorflow as tf
-        mu, _ = self.encoder(image, training=training)
+        mu, _ = self.rgb_encoder(image, training=training)
         return tf.reshape(self.head(mu), [-1, self.num_keypoints, 3])
 
     def _step(self, batch):
@@ -79,19 +83,31 @@ class _MeanLatentRow:
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(losses.pose_error(self.predict_pose(batch["image"], True),
                                                     batch["pose"]))
-        variables = self.encoder.trainable_variables + self.head.trainable_variables
+        variables = self.rgb_encoder.trainable_variables + self.head.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
 
+def _fingerprint(variables):
+    """First 12 hex digits of the SHA-1 of the variables' values, in order: equal weights give
+    equal fingerprints."""
+    digest = hashlib.sha1()
+    for v in variables:
+        digest.update(v.numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def _build_row(key, model_cfg, train_cfg, scratch):
-    """(model with predict_pose, step function on a batch) of one row, seeded alike."""
+    """(model with predict_pose and rgb_encoder, step function on a batch) of one row, seeded
+    alike."""
     import tensorflow as tf
 
     from model import decoders, training
     tf.keras.utils.set_random_seed(FLAGS.seed)
     if key == "s1":
-        trainer = training.Trainer(model_cfg, train_cfg, os.path.join(scratch, key))
+        # Trainer seeds the weights itself, from its config: give it the rows' seed.
+        trainer = training.Trainer(model_cfg, dataclasses.replace(train_cfg, seed=FLAGS.seed),
+                                   os.path.join(scratch, key))
         return trainer.model, tf.function(lambda b: trainer.train_step(b)["total"])
     if key == "mean_linear":
         head = tf.keras.layers.Dense(model_cfg.num_keypoints * 3, name="linear_pose")
@@ -150,6 +166,11 @@ def main(argv):
     scratch = tempfile.TemporaryDirectory(prefix="pose_head_")
     for key in FLAGS.rows:
         model, step = _build_row(key, model_cfg, train_cfg, scratch.name)
+        # Scoring before the first step also creates the variables of rows built lazily.
+        error = error_on_set(model.predict_pose(scored["image"], training=False))
+        print(f"{key:11s} step     0: error on the set {error:.3f} ({error / mean_error:.2f} x "
+              f"mean pose), encoder start {_fingerprint(model.rgb_encoder.variables)}",
+              flush=True)
         stream, start, results[key] = batches(), time.perf_counter(), []
         for s in range(1, FLAGS.steps + 1):
             loss = step(next(stream))

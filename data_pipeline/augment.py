@@ -10,6 +10,10 @@ about any point is a rotation of the camera about its optical axis plus a shift 
 point, so the 3D rotation is exact given the correspondingly updated intrinsics
 K' = A K_crop Rz(theta)^T (A the 3x3 matrix of the map above; see `augmented_intrinsics`). Scale
 and translation only change the intrinsics, not the root-relative pose.
+
+The rotation matrices come from tensorflow_graphics. They are applied with tf.linalg.matvec, not
+tensorflow_graphics' `rotate`, which broadcasts an unknown point count to 1 in graph mode and so
+fails on a cloud whose size is known only at run time.
 """
 import math
 
@@ -46,18 +50,26 @@ def sample_params(seed, image_size):
     }
 
 
+def _rotation_modules():
+    """tensorflow_graphics' rotation_matrix_2d and rotation_matrix_3d, imported on first use: the
+    import takes seconds (README, Environment) and only augmentation needs them, so evaluation
+    and inference, which import this module too, do not pay it."""
+    # pylint: disable=import-outside-toplevel
+    from tensorflow_graphics.geometry.transformation import rotation_matrix_2d, rotation_matrix_3d
+    return rotation_matrix_2d, rotation_matrix_3d
+
+
 def rotation_z(angle):
-    """(3, 3) float32 right-handed rotation about the camera z (viewing) axis."""
-    c, s = tf.cos(angle), tf.sin(angle)
-    zero, one = tf.zeros_like(angle), tf.ones_like(angle)
-    return tf.stack([tf.stack([c, -s, zero]), tf.stack([s, c, zero]),
-                     tf.stack([zero, zero, one])])
+    """(3, 3) float32 right-handed rotation by `angle` (() float32, radians) about the camera z
+    (viewing) axis: Euler angles (0, 0, angle)."""
+    zero = tf.zeros_like(angle)
+    return _rotation_modules()[1].from_euler(tf.stack([zero, zero, angle]))
 
 
 def pixel_transform(params, image_size):
     """(3, 3) float32 matrix A of the forward pixel map p' = s Rot (p - c) + c + t."""
     c = (image_size - 1) / 2.0
-    rot = params["scale"] * rotation_z(params["angle"])[:2, :2]
+    rot = params["scale"] * _rotation_modules()[0].from_euler(params["angle"][None])
     offset = params["translation"] + c - tf.linalg.matvec(rot, tf.constant([c, c]))
     top = tf.concat([rot, offset[:, None]], axis=1)
     return tf.concat([top, tf.constant([[0.0, 0.0, 1.0]])], axis=0)

@@ -31,6 +31,12 @@ def write_predictions(predictions: dict, path: str) -> str:
     return atomic_write(path, lambda f: np.savez(f, **predictions))
 
 
+def _some(indices, count: int = 5) -> str:
+    """'3, 7, 9, ...': the first `count` of a sorted index array, for messages."""
+    shown = ", ".join(str(int(i)) for i in indices[:count])
+    return shown + (", ..." if len(indices) > count else "")
+
+
 def load_predictions(path: str):
     """Reads and checks a predictions .npz.
 
@@ -39,7 +45,8 @@ def load_predictions(path: str):
 
     Raises:
       FileNotFoundError: no such file.
-      ValueError: not an .npz, a key missing, a shape wrong (the message names the key), or a
+      ValueError: not an .npz, a key missing, a shape wrong (the message names the key), an
+        'index' holding a sample more than once (the message names the indices), or a
         pose not finite (the message names the sample: its row and, when the file has an
         'index' key as evaluate.py writes, its index in the data set's split).
     """
@@ -71,6 +78,13 @@ def load_predictions(path: str):
     if index is not None and index.shape != pred.shape[:1]:
         raise ValueError(f"{path}: key 'index' has shape {index.shape}, "
                          f"expected {pred.shape[:1]}")
+    if index is not None:
+        values, counts = np.unique(index, return_counts=True)
+        duplicated = values[counts > 1]
+        if len(duplicated):
+            raise ValueError(f"{path}: key 'index' holds {len(duplicated)} samples more than "
+                             f"once (indices {_some(duplicated)}); each sample must be scored "
+                             f"once")
     for key, value in (("pred", pred), ("gt", gt)):
         bad = ~np.all(np.isfinite(value), axis=-1)  # (M, 21)
         if bad.any():
@@ -208,6 +222,49 @@ def require_every_test_sample(meta: dict, split: str, cache: str) -> None:
         f"so fix or restore the files of the {meta['num_skipped']} left out (first: {first})")
 
 
+def check_scored_indices(index, split_size: int, *, data: str, split: str,
+                         partial: bool = False) -> bool:
+    """Checks which samples were scored by their indices, not by their count.
+
+    A test split's indices are 0 .. split_size - 1 (data_pipeline.dataset.split_indices), and
+    SPEC 6 scores each of them exactly once; counting alone would pass a split scored with one
+    sample twice and another not at all.
+
+    Args:
+      index: (M,) int sample indices of the scored rows, in the data set's split numbering.
+      split_size: the number of samples in the split.
+      data, split: named in the message.
+      partial: only part of the split was meant to be scored (--max_batches), so missing
+        samples are allowed.
+
+    Returns:
+      complete: every sample of the split was scored, each once.
+
+    Raises:
+      ValueError: an index scored more than once (any split); in a test split, an index outside
+        0 .. split_size - 1, or (unless partial) one not scored. The message gives the counts
+        and the first few indices of each kind.
+    """
+    index = np.asarray(index, np.int64)
+    values, counts = np.unique(index, return_counts=True)
+    duplicated = values[counts > 1]
+    problems = []
+    if len(duplicated):
+        problems.append(f"{len(duplicated)} scored more than once (indices {_some(duplicated)})")
+    if split == "test":
+        outside = values[(values < 0) | (values >= split_size)]
+        missing = np.setdiff1d(np.arange(split_size), values)
+        if len(outside):
+            problems.append(f"{len(outside)} outside 0..{split_size - 1} "
+                            f"(indices {_some(outside)})")
+        if len(missing) and not partial:
+            problems.append(f"{len(missing)} not scored (indices {_some(missing)})")
+    if problems:
+        raise ValueError(f"scored {len(index)} of the {split_size} samples of the {data} {split} "
+                         f"split, but {'; '.join(problems)}; every sample must be scored once")
+    return len(values) == len(index) == split_size
+
+
 def evaluate_restored(model, strategy: str, checkpoint: str, dataset, *, data: str,
                       split: str, out_dir: str, split_size: int, max_batches=None,
                       num_figure_samples: int = 4, interpolation_steps: int = 8):
@@ -228,20 +285,19 @@ def evaluate_restored(model, strategy: str, checkpoint: str, dataset, *, data: s
       complete (whether every sample of the split was scored).
 
     Raises:
-      ValueError: without max_batches, fewer samples of a test split were scored than it has.
+      ValueError: a sample was scored twice, or (without max_batches) a test split's scored
+        indices are not each of its indices once (`check_scored_indices`).
     """
     from evaluation import inference  # pylint: disable=import-outside-toplevel
 
     predictions = inference.predict_dataset(model, dataset, max_batches=max_batches)
     num_samples = int(predictions["pred_mm"].shape[0])
-    if split == "test" and max_batches is None and num_samples < split_size:
-        raise ValueError(f"scored {num_samples} of the {split_size} samples of the {data} test "
-                         f"split; every test sample must be scored")
+    complete = check_scored_indices(predictions["index"], split_size, data=data, split=split,
+                                    partial=max_batches is not None)
     metrics = protocol.evaluate_pose(predictions["pred_mm"], predictions["gt_mm"],
                                      predictions["visible"])
     metrics.update(strategy=strategy, data=data, split=split, checkpoint=checkpoint,
-                   num_samples=num_samples, split_size=int(split_size),
-                   complete=num_samples == split_size)
+                   num_samples=num_samples, split_size=int(split_size), complete=complete)
     paths = {"predictions": write_predictions(
         {"pred": predictions["pred_mm"], "gt": predictions["gt_mm"],
          "visible": predictions["visible"], "index": predictions["index"]},

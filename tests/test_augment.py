@@ -111,6 +111,39 @@ def test_pose_and_cloud_rotate_with_the_image():
         np.testing.assert_allclose(after, before, atol=1e-5)
 
 
+def test_rotations_from_tensorflow_graphics_equal_the_closed_forms():
+    """Rz(theta) = [[c, -s, 0], [s, c, 0], [0, 0, 1]] and A = [[s R2, t + c - s R2 c], [0, 0, 1]],
+    the formulas the augmentation was written with, over the whole circle."""
+    centre = (S - 1) / 2.0
+    for angle in np.linspace(-np.pi, np.pi, 13):
+        c, s = np.cos(angle), np.sin(angle)
+        expected_rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        rz = augment.rotation_z(tf.constant(angle, tf.float32))
+        assert rz.dtype == tf.float32 and rz.shape == (3, 3)
+        np.testing.assert_allclose(rz.numpy(), expected_rz, atol=1e-7)
+        params = _params(scale=1.15, translation=(-4.0, 5.0), angle=angle)
+        rot = 1.15 * expected_rz[:2, :2]
+        offset = np.array([-4.0, 5.0]) + centre - rot @ [centre, centre]
+        expected_a = np.vstack([np.hstack([rot, offset[:, None]]), [0.0, 0.0, 1.0]])
+        np.testing.assert_allclose(augment.pixel_transform(params, S).numpy(), expected_a,
+                                   atol=1e-5)
+
+
+def test_augment_rotates_a_cloud_of_unknown_size_in_the_data_pipeline():
+    """Inside tf.data the cloud's point count may be unknown; the rotation must not depend on it
+    (tensorflow_graphics' `rotate` broadcasts such a count to 1 and fails)."""
+    rng = np.random.default_rng(4)
+    cloud = rng.normal(size=(7, 3)).astype(np.float32)
+    pose = rng.normal(size=(21, 3)).astype(np.float32)
+    params = _params(angle=2.0)
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter([cloud]), output_signature=tf.TensorSpec([None, 3], tf.float32))
+    out = ds.map(lambda c: augment.augment(tf.zeros([S, S, 3]), tf.zeros([21, 2]),
+                                           tf.constant(pose), c, params)[3])
+    rz = geometry.rot_z(2.0)
+    np.testing.assert_allclose(next(iter(out)).numpy(), cloud @ rz.T, atol=1e-5)
+
+
 def test_hue_changes_colour_but_keeps_range():
     image = tf.constant(np.random.default_rng(3).uniform(0, 1, (S, S, 3)), tf.float32)
     out, _, _, _ = augment.augment(image, tf.zeros([21, 2]), tf.zeros([21, 3]), tf.zeros([2, 3]),

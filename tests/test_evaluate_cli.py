@@ -92,6 +92,42 @@ def test_load_predictions_errors_name_the_problem(tmp_path):
         report.load_predictions(str(tmp_path / "index.npz"))
 
 
+def test_a_predictions_file_scoring_a_sample_twice_is_refused(tmp_path):
+    pred, gt = _predictions(np.ones((4, K)))
+    npz = tmp_path / "twice.npz"
+    np.savez(npz, pred=pred, gt=gt, index=np.array([10, 17, 17, 42]))
+    result = _evaluate(f"--predictions={npz}", f"--out={tmp_path / 'eval'}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (f"error: --predictions: {npz}: key 'index' holds 1 samples more than once "
+            f"(indices 17)") in result.stderr
+    assert not (tmp_path / "eval").exists()
+
+
+def test_scored_indices_are_checked_not_their_count():
+    # Sample 1 twice and sample 2 missing: five rows for a split of five.
+    with pytest.raises(ValueError, match=r"scored 5 of the 5 samples of the rhd test split, but "
+                                         r"1 scored more than once \(indices 1\); 1 not scored "
+                                         r"\(indices 2\)"):
+        report.check_scored_indices([0, 1, 1, 3, 4], 5, data="rhd", split="test")
+    many = np.r_[np.arange(10), np.arange(8)]  # 0..7 twice, 10..17 missing
+    with pytest.raises(ValueError, match=r"8 scored more than once \(indices 0, 1, 2, 3, 4, "
+                                         r"\.\.\.\); 8 not scored \(indices 10, 11, 12, 13, "
+                                         r"14, \.\.\.\)"):
+        report.check_scored_indices(many, 18, data="rhd", split="test")
+    with pytest.raises(ValueError, match=r"1 outside 0\.\.4 \(indices 5\)"):
+        report.check_scored_indices([0, 1, 2, 3, 5], 5, data="rhd", split="test")
+    # --max_batches may leave samples out, never score one twice.
+    assert not report.check_scored_indices([0, 1], 5, data="rhd", split="test", partial=True)
+    with pytest.raises(ValueError, match=r"more than once \(indices 1\)"):
+        report.check_scored_indices([1, 1], 5, data="rhd", split="test", partial=True)
+    # val and train number their samples in the training split: only duplicates are known bad.
+    assert report.check_scored_indices([3, 17, 40], 3, data="rhd", split="val")
+    assert not report.check_scored_indices([3, 17], 3, data="rhd", split="val")
+    with pytest.raises(ValueError, match=r"rhd val split, but 1 scored more than once"):
+        report.check_scored_indices([3, 17, 17], 3, data="rhd", split="val")
+    assert report.check_scored_indices([4, 2, 0, 1, 3], 5, data="rhd", split="test")
+
+
 def test_non_finite_predictions_are_refused_naming_the_sample(tmp_path):
     pred, gt = _predictions(np.ones((4, K)))
     pred[1, 7, 2] = np.nan

@@ -162,7 +162,8 @@ class FakeModel:
         return self.decode(self.encode_rgb(image)[0])["pose"]
 
 
-def _fake_dataset(num=5, batch=2, size=8, seed=2):
+def _fake_dataset(num=5, batch=2, size=8, seed=2, index=None):
+    """(arrays, batched dataset) of `num` random samples; index defaults to 10, 11, ..."""
     rng = np.random.default_rng(seed)
     data = {
         "image": rng.uniform(size=(num, size, size, 3)).astype(np.float32),
@@ -170,7 +171,8 @@ def _fake_dataset(num=5, batch=2, size=8, seed=2):
         "cloud": rng.normal(size=(num, 32, 3)).astype(np.float32),
         "scale": rng.uniform(0.008, 0.012, size=num).astype(np.float32),
         "visible": (rng.uniform(size=(num, K)) < 0.8).astype(np.float32),
-        "index": np.arange(10, 10 + num, dtype=np.int64),
+        "index": np.arange(10, 10 + num, dtype=np.int64) if index is None else np.asarray(
+            index, np.int64),
     }
     return data, tf.data.Dataset.from_tensor_slices(data).batch(batch)
 
@@ -274,7 +276,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 @pytest.mark.parametrize("with_cloud", [True, False])
 def test_evaluate_restored_writes_everything_consistently(tmp_path, with_cloud):
     model = FakeModel(with_cloud)
-    _, ds = _fake_dataset()
+    _, ds = _fake_dataset(index=np.arange(5))  # a test split's indices: 0 .. size - 1
     metrics, paths = report.evaluate_restored(
         model, "poe", "run/ckpt-4", ds, data="synthetic", split="test",
         out_dir=str(tmp_path), split_size=5, num_figure_samples=2, interpolation_steps=3)
@@ -290,6 +292,16 @@ def test_evaluate_restored_writes_everything_consistently(tmp_path, with_cloud):
     rescored, _ = report.score_predictions(paths["predictions"], str(tmp_path / "rescored"))
     for key in ("epe_mean_mm", "epe_median_mm", "auc_0_50", "auc_20_50", "pck"):
         np.testing.assert_allclose(rescored[key], metrics[key], rtol=1e-12)
+
+
+def test_a_test_split_scored_with_a_sample_twice_and_one_missing_is_refused(tmp_path):
+    _, ds = _fake_dataset(index=[0, 1, 1, 3, 4])
+    with pytest.raises(ValueError, match=r"scored 5 of the 5 samples of the synthetic test split, "
+                                         r"but 1 scored more than once \(indices 1\); 1 not "
+                                         r"scored \(indices 2\)"):
+        report.evaluate_restored(FakeModel(), "poe", "run/ckpt-4", ds, data="synthetic",
+                                 split="test", out_dir=str(tmp_path), split_size=5)
+    assert os.listdir(tmp_path) == []
 
 
 def test_mean_pose_reference_predicts_the_training_mean_in_mm():

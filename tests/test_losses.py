@@ -1,4 +1,9 @@
 """Eqs. 7-11 of model/losses.py against numpy / scipy references."""
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,16 +11,10 @@ from scipy import optimize, spatial
 
 from model import losses
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _rand(seed, shape):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-
-
-def _tf_ops_or_skip():
-    try:
-        from tf_ops import chamfer, emd  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"custom op not built ({e}); run `make ops`")
 
 
 def test_pose_error_is_the_norm_of_the_63_vector():
@@ -89,7 +88,6 @@ def test_per_sample_errors_reject_mismatched_shapes():
 
 
 def test_cloud_errors_match_scipy_references():
-    _tf_ops_or_skip()
     pred, gt = _rand(5, (2, 32, 3)), _rand(6, (2, 32, 3))
     errors = losses.per_sample_errors({"pose": tf.zeros([2, 21, 3]), "cloud": tf.constant(pred)},
                                       {"pose": tf.zeros([2, 21, 3]), "cloud": tf.constant(gt)})
@@ -102,7 +100,6 @@ def test_cloud_errors_match_scipy_references():
 
 
 def test_cloud_errors_have_gradients():
-    _tf_ops_or_skip()
     pred = tf.Variable(_rand(7, (2, 16, 3)))
     gt = tf.constant(_rand(8, (2, 16, 3)))
     with tf.GradientTape() as tape:
@@ -110,3 +107,24 @@ def test_cloud_errors_have_gradients():
     grad = tape.gradient(total, pred)
     assert grad is not None and np.isfinite(grad.numpy()).all()
     assert np.abs(grad.numpy()).sum() > 0
+
+
+@pytest.mark.slow
+def test_a_missing_op_fails_the_cloud_tests_rather_than_skipping_them(tmp_path):
+    """`make test` builds the EMD op first, so a missing op is a fault to report, never a skip.
+
+    Runs a cloud test of this file and of test_strategies.py in a copy of the sources that has
+    no tf_ops/build, as a fresh clone before `make ops` has.
+    """
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "data", "runs", "results", "build", "__pycache__", ".pytest_cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs",
+         "tests/test_losses.py::test_cloud_errors_have_gradients",
+         "tests/test_strategies.py::test_gradients_reach_every_trainable_variable[extended_cloud]"],
+        cwd=copy, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "2 failed" in out and "skipped" not in out, out[-3000:]
+    assert "libemd_ops.so is not built; run `make ops`" in out, out[-3000:]

@@ -45,14 +45,6 @@ def _batch(seed=0, labelled=(1.0, 1.0)):
             "labelled": tf.constant(labelled, tf.float32)}
 
 
-def _needs_op(config):
-    if "cloud" in config.decoder_names:
-        try:
-            from tf_ops import emd  # noqa: F401
-        except ImportError as e:
-            pytest.skip(f"custom op not built ({e}); run `make ops`")
-
-
 @pytest.fixture(scope="module")
 def models():
     tf.keras.utils.set_random_seed(0)
@@ -71,7 +63,6 @@ def _total(name, t, beta, beta_prime=1.0):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_each_strategy_has_exactly_the_terms_of_its_equation(models, name):
-    _needs_op(CASES[name])
     terms = models[name].compute_losses(_batch(), beta=0.1, training=False)
     assert sorted(terms) == sorted(EXPECTED_TERMS[name] + ["total"])
     assert all(t.shape == () for t in terms.values())
@@ -87,7 +78,6 @@ def test_each_strategy_has_exactly_the_terms_of_its_equation(models, name):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_gradients_reach_every_trainable_variable(models, name):
-    _needs_op(CASES[name])
     model = models[name]
     with tf.GradientTape() as tape:
         total = model.compute_losses(_batch(1), beta=1e-3, training=True)["total"]
@@ -223,7 +213,6 @@ def test_poe_joint_posterior_is_the_product_with_the_prior_expert(models):
 @pytest.mark.parametrize("name", ["cvae", "kl", "poe"])
 def test_latents_are_sampled_when_training(models, monkeypatch, name):
     """Training decodes z = mu + exp(logvar / 2) eps, eps ~ N(0, I), for every latent."""
-    _needs_op(CASES[name])
     model = models[name]
     sampled = []
     sampling_call = latent.Sampling.call
@@ -251,7 +240,6 @@ def test_latents_are_sampled_when_training(models, monkeypatch, name):
 def test_a_seed_fixes_the_sampling_noise(models, name):
     """The training loop passes a seed of (run seed, step, replica): a resumed run draws the
     noise an uninterrupted one would have drawn; every latent gets its own."""
-    _needs_op(CASES[name])
     model, batch = models[name], _batch(10, labelled=(1.0,) * 16)
     seed = tf.constant([3, 7], tf.int64)
     # Batch norm's moving statistics change in training mode; the pose terms do not depend on
