@@ -37,8 +37,8 @@ demo: ops data
 	@echo "metrics: $(DEMO_DIR)/eval_test/metrics.json (the mean-pose reference: $(DEMO_DIR)/mean_pose/metrics.json)"
 	@echo "figures: $(DEMO_DIR)/eval_test/*.png, $(DEMO_DIR)/inspect/*.png"
 
-# The paper's experiments in kind (Table 1, the viewpoint ablation, weak supervision) on a
-# generated synthetic set; resumable, results in results/ (README, Results).
+# The paper's experiments in kind (Table 1, the viewpoint ablation, weak supervision, Table 2's
+# STB column) on generated synthetic sets; resumable, results in results/ (README, Results).
 experiments: ops
 	$(PY) -m experiments.run --suite=all
 

@@ -59,6 +59,12 @@ flags.DEFINE_boolean("labelled_only", False,
                      "With --labelled_fraction < 1: train on the labelled samples alone, the "
                      "fully supervised baseline of paper Fig. 8 (full batches of labelled "
                      "samples instead of batches whose unlabelled part carries no pose loss).")
+flags.DEFINE_integer("unlabelled_batch_size", 0,
+                     "With --labelled_fraction < 1: 0 draws each batch uniformly from every "
+                     "training sample; U > 0 makes each batch --batch_size labelled samples plus "
+                     "U unlabelled ones, so that the weak run sees as many labelled samples per "
+                     "step as the --labelled_only baseline (README, Weak supervision).",
+                     lower_bound=0)
 flags.DEFINE_enum("validate_on", "val", VALIDATION_SPLITS,
                   "Split whose EPE drives the learning-rate plateaus, convergence and the "
                   "TensorBoard validation curve: val, held out of the training data (README, "
@@ -85,7 +91,7 @@ def run_config_from_flags():
         data_dir=os.path.abspath(FLAGS.data_dir or default_data_dir(FLAGS.data)),
         image_size=FLAGS.image_size, num_points=FLAGS.num_points,
         view_correction=FLAGS.view_correction, labelled_fraction=FLAGS.labelled_fraction,
-        labelled_only=FLAGS.labelled_only,
+        labelled_only=FLAGS.labelled_only, unlabelled_batch_size=FLAGS.unlabelled_batch_size,
         cache_dir=FLAGS.cache_dir and os.path.abspath(FLAGS.cache_dir))
     decoders = tuple(FLAGS.decoders) if FLAGS.strategy == "extended" else ()
     model = presets.model_config(FLAGS.preset, data, width=FLAGS.width,
@@ -136,10 +142,13 @@ def main(argv):
     resumed = trainer.restore_latest()
     # In a fixed order, and past the examples already trained on: a resumed run reads the batches
     # an uninterrupted one would have read.
-    train_ds = dataset.build_dataset(
-        run.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
-        repeat=True, drop_remainder=True, seed=train_cfg.seed, deterministic=True,
-        skip=int(trainer.step.numpy()) * train_cfg.batch_size)
+    try:
+        train_ds = dataset.build_dataset(
+            run.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
+            repeat=True, drop_remainder=True, seed=train_cfg.seed, deterministic=True,
+            skip=int(trainer.step.numpy()) * train_cfg.batch_size)
+    except (DataError, ValueError) as e:
+        cli.exit_with(e)
     print(f"{'resuming from ' + resumed if resumed else 'starting'}: strategy={FLAGS.strategy} "
           f"data={FLAGS.data} preset={FLAGS.preset} model_dir={model_dir} "
           f"devices={trainer.distribution.extended.worker_devices}")

@@ -50,6 +50,9 @@ class DataConfig(JsonConfig):
         training samples keep their 3D pose; the rest are pre-processed without it.
       labelled_only: yield only the labelled training samples (Fig. 8's fully supervised
         baseline).
+      unlabelled_batch_size: 0, or U > 0 for weak supervision in paired batches: each training
+        batch is a batch of the labelled samples plus U unlabelled ones
+        (dataset.paired_dataset_from_cache); needs labelled_fraction < 1 and not labelled_only.
       cache_dir: root of the pre-processed cache; None means `default_cache_dir()`. Where the
         cache lives does not change the data (`same_data`).
       validation_fraction: share of RHD's or the synthetic set's training samples held out as the
@@ -63,6 +66,7 @@ class DataConfig(JsonConfig):
     num_points: int = 256
     labelled_fraction: float = 1.0
     labelled_only: bool = False
+    unlabelled_batch_size: int = 0
     cache_dir: Optional[str] = None
     validation_fraction: float = 0.05
 
@@ -79,6 +83,15 @@ class DataConfig(JsonConfig):
         if not 0.0 <= self.labelled_fraction <= 1.0:
             raise ValueError("DataConfig.labelled_fraction must be in [0, 1], got "
                              f"{self.labelled_fraction!r}")
+        value = self.unlabelled_batch_size
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"DataConfig.unlabelled_batch_size must be an int >= 0, got "
+                             f"{value!r}")
+        if value and (self.labelled_fraction >= 1.0 or self.labelled_only):
+            raise ValueError("DataConfig.unlabelled_batch_size > 0 needs unlabelled training "
+                             "samples: labelled_fraction < 1 and labelled_only false, got "
+                             f"labelled_fraction={self.labelled_fraction}, "
+                             f"labelled_only={self.labelled_only}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("DataConfig.validation_fraction must be in (0, 1), got "
                              f"{self.validation_fraction!r}")

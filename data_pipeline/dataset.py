@@ -4,8 +4,10 @@ The cache (data_pipeline/cache.py) holds pre-processed crops and cloud candidate
 are decoded, a cloud is sampled, and augmentation and heatmaps are computed in the parallel map,
 then examples are shuffled, batched and prefetched. The splits are data_pipeline/splits.py's.
 """
+import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from data_pipeline import augment as augment_lib
@@ -122,6 +124,101 @@ def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size:
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def _has_unlabelled_records(path: str, meta: dict) -> bool:
+    """Whether a cache holds an unlabelled record. The writer puts labelled records first
+    (cache.write_shards), so the last shard has one if any shard has."""
+    last = tf.data.TFRecordDataset(os.path.join(path, meta["shards"][-1])).map(
+        lambda record: tf.io.parse_single_example(
+            record, {"labelled": cache_lib.FEATURES["labelled"]})["labelled"])
+    return any(int(flag) == 0 for flag in last.as_numpy_iterator())
+
+
+def paired_order(labelled: int, unlabelled: int) -> np.ndarray:
+    """The order of a paired batch's examples: (labelled + unlabelled,) positions into the
+    labelled batch followed by the unlabelled one, interleaved evenly (l0, u0, l1, u1, ... for
+    equal sizes), so that the contiguous per-replica slices of a distributed batch each get
+    their share of both."""
+    slots = np.concatenate([(np.arange(labelled) + 0.5) / labelled,
+                            (np.arange(unlabelled) + 0.5) / unlabelled])
+    return np.argsort(slots, kind="stable")
+
+
+def paired_dataset_from_cache(path: str, meta: dict, config: DataConfig, *,
+                              batch_size: int = 32, augment: bool = False,
+                              shuffle: bool = False, repeat: bool = False, seed: int = 0,
+                              deterministic: bool = False, drop_remainder: bool = False,
+                              skip: int = 0) -> tf.data.Dataset:
+    """Weak supervision in paired batches (config.unlabelled_batch_size = U > 0): each batch is
+    a batch of B = batch_size labelled examples plus U unlabelled ones, interleaved
+    (`paired_order`).
+
+    The labelled stream is exactly the labelled-only baseline's (dataset_from_cache with
+    labelled_only, same seed): at every step the weak run sees the labelled examples its
+    baseline sees. The unlabelled stream is shuffled, repeated and augmented alike, with element
+    keys of its own. Arguments as in `build_dataset`; repeat and drop_remainder are required,
+    since the two streams have different lengths and the batch's layout is fixed. skip counts
+    labelled examples (k * B after k steps) and must be a multiple of B; the unlabelled stream
+    then skips k * U, so a resumed run reads what an uninterrupted one reads.
+
+    Returns:
+      batches as `build_dataset`'s, of B + U examples; 'labelled' is 1 for B of them.
+    """
+    unlabelled = config.unlabelled_batch_size
+    if unlabelled < 1:
+        raise ValueError("paired_dataset_from_cache: config.unlabelled_batch_size must be "
+                         f"positive, got {unlabelled}")
+    if not (repeat and drop_remainder):
+        raise ValueError("paired_dataset_from_cache: needs repeat=True and drop_remainder=True "
+                         f"(a training stream), got repeat={repeat}, "
+                         f"drop_remainder={drop_remainder}")
+    if batch_size < 1 or skip < 0 or skip % batch_size:
+        raise ValueError(f"paired_dataset_from_cache: skip must be a non-negative multiple of "
+                         f"batch_size={batch_size} (whole steps), got {skip}")
+    if not _has_unlabelled_records(path, meta):
+        raise ValueError(f"paired_dataset_from_cache: {path} holds no unlabelled example, so "
+                         "unlabelled_batch_size must be 0 (lower the labelled fraction, or "
+                         "check the skipped samples in its meta.json)")
+    labelled_ds = dataset_from_cache(
+        path, meta, dataclasses.replace(config, labelled_only=True, unlabelled_batch_size=0),
+        batch_size=batch_size, augment=augment, shuffle=shuffle, repeat=True, seed=seed,
+        deterministic=deterministic, drop_remainder=True, skip=skip)
+
+    files = [os.path.join(path, shard) for shard in meta["shards"]]
+    if shuffle:
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        ds = ds.shuffle(min(SHUFFLE_BUFFER, meta["num_examples"]), seed=seed)
+    else:
+        ds = tf.data.TFRecordDataset(files)
+    ds = ds.filter(lambda record: tf.io.parse_single_example(
+        record, {"labelled": cache_lib.FEATURES["labelled"]})["labelled"] == 0)
+    ds = ds.repeat().enumerate()
+    if skip:
+        ds = ds.skip(skip // batch_size * unlabelled)
+    image_size = meta["image_size"]
+
+    def to_example(counter, record):
+        # Keys apart from the labelled stream's (seed, counter).
+        key = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(seed, tf.int64), counter]), 1)
+        return model_inputs(cache_lib.parse_record(record, image_size), key,
+                            image_size=image_size, num_points=config.num_points,
+                            augment=augment)
+
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    unlabelled_ds = ds.batch(unlabelled, drop_remainder=True)
+    order = tf.constant(paired_order(batch_size, unlabelled))
+
+    def pair(lab, unl):
+        return {k: tf.gather(tf.concat([lab[k], unl[k]], axis=0), order) for k in lab}
+
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    paired = tf.data.Dataset.zip((labelled_ds, unlabelled_ds)).map(pair)
+    return paired.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
 def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
                   augment: bool = False, shuffle: bool = False, repeat: bool = False,
                   seed: int = 0, deterministic: bool = False,
@@ -132,7 +229,8 @@ def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
 
     Args:
       config: the data set, its directory and pre-processing (DataConfig); its labelled
-        fraction and labelled_only apply to 'train'.
+        fraction, labelled_only and unlabelled_batch_size apply to 'train' (with
+        unlabelled_batch_size U > 0, batches hold B + U examples: paired_dataset_from_cache).
       split: 'train', 'val' (both from the training split) or 'test' (module doc).
       batch_size: B.
       augment: random scale, translation, rotation and hue (training only, SPEC 5).
@@ -142,7 +240,8 @@ def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
       drop_remainder: drop a last partial batch.
       skip: examples of the (shuffled, repeated) stream to leave out first, with their element
         keys: with deterministic=True, a run resumed at step k with skip = k * batch_size reads
-        the batches an uninterrupted run would have read.
+        the batches an uninterrupted run would have read (paired batches: k * batch_size too,
+        see paired_dataset_from_cache).
 
     Returns:
       tf.data.Dataset of dicts: image (B, S, S, 3) float32 in [0, 1]; pose (B, 21, 3) and
@@ -158,7 +257,8 @@ def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,
       ValueError: an argument is out of range.
     """
     path, meta = cache_lib.prepare_cache(config, split)
-    return dataset_from_cache(path, meta, config, batch_size=batch_size, augment=augment,
-                              shuffle=shuffle, repeat=repeat, seed=seed,
-                              deterministic=deterministic, drop_remainder=drop_remainder,
-                              skip=skip)
+    make = (paired_dataset_from_cache if split == "train" and config.unlabelled_batch_size
+            else dataset_from_cache)
+    return make(path, meta, config, batch_size=batch_size, augment=augment, shuffle=shuffle,
+                repeat=repeat, seed=seed, deterministic=deterministic,
+                drop_remainder=drop_remainder, skip=skip)

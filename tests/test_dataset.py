@@ -126,6 +126,73 @@ def test_labelled_fraction_marks_the_first_training_samples_by_index(fake_reader
     np.testing.assert_array_equal(only["labelled"], 1.0)
 
 
+def test_paired_batches_hold_the_baselines_labelled_batch_plus_unlabelled_ones(fake_reader,
+                                                                              tmp_path):
+    """Fig. 8's fair design: a weak run's batch is the labelled-only baseline's batch (same
+    examples, same augmentation) plus unlabelled examples, interleaved."""
+    data_dir, _ = fake_reader
+    cache = str(tmp_path / "cache")
+    kwargs = dict(labelled_fraction=0.5, batch_size=2, augment=True, shuffle=True, repeat=True,
+                  drop_remainder=True, deterministic=True, seed=5)
+    paired = list(_build(data_dir, cache, unlabelled_batch_size=3, **kwargs).take(4))
+    baseline = list(_build(data_dir, cache, labelled_only=True, **kwargs).take(4))
+    order = dataset.paired_order(2, 3)
+    np.testing.assert_array_equal(order, [2, 0, 3, 1, 4])  # u0 l0 u1 l1 u2
+    np.testing.assert_array_equal(dataset.paired_order(2, 2), [0, 2, 1, 3])
+    labelled_slots = np.argsort(order)[:2]  # where the labelled batch's examples sit
+    for batch, base in zip(paired, baseline):
+        assert batch["image"].shape == (5, S, S, 3)
+        np.testing.assert_array_equal(batch["labelled"], [0, 1, 0, 1, 0])
+        for key in base:
+            np.testing.assert_array_equal(tf.gather(batch[key], labelled_slots), base[key])
+    unlabelled = np.concatenate([np.asarray(b["index"])[[0, 2, 4]] for b in paired])
+    assert set(unlabelled) == {4, 5, 6}  # training positions past the labelled half
+    np.testing.assert_array_equal(np.concatenate([b["pose"] for b in paired])[
+        np.concatenate([b["labelled"] for b in paired]) == 0], 0.0)
+
+
+def test_a_resumed_paired_stream_reads_what_an_uninterrupted_one_reads(fake_reader, tmp_path):
+    data_dir, _ = fake_reader
+    cache = str(tmp_path / "cache")
+    kwargs = dict(labelled_fraction=0.5, unlabelled_batch_size=3, batch_size=2, augment=True,
+                  shuffle=True, repeat=True, drop_remainder=True, deterministic=True, seed=7)
+    whole = list(_build(data_dir, cache, **kwargs).take(5))
+    resumed = list(_build(data_dir, cache, skip=3 * 2, **kwargs).take(2))
+    for a, b in zip(whole[3:], resumed):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    # Batches differ along the stream (the skip is not a no-op).
+    assert not np.array_equal(whole[0]["image"], resumed[0]["image"])
+
+
+def test_paired_batches_refuse_what_they_cannot_serve(fake_reader, tmp_path):
+    data_dir, _ = fake_reader
+    cache = str(tmp_path / "cache")
+    kwargs = dict(labelled_fraction=0.5, unlabelled_batch_size=3, batch_size=2)
+    with pytest.raises(ValueError, match="skip must be a non-negative multiple of batch_size=2"):
+        _build(data_dir, cache, repeat=True, drop_remainder=True, skip=3, **kwargs)
+    with pytest.raises(ValueError, match="needs repeat=True and drop_remainder=True"):
+        _build(data_dir, cache, **kwargs)
+    # Validation and test batches are plain (the paired design is the training stream's).
+    val = next(iter(_build(data_dir, cache, split="val", **kwargs)))
+    assert len(val["index"]) <= 2
+    paired = dict(labelled_fraction=0.5, unlabelled_batch_size=3)
+    for fields, message in (({"labelled_fraction": 1.0}, "needs unlabelled training samples"),
+                            ({"labelled_only": True}, "needs unlabelled training samples"),
+                            ({"unlabelled_batch_size": -1}, "must be an int >= 0")):
+        with pytest.raises(ValueError, match=f"DataConfig.unlabelled_batch_size.*{message}"):
+            _config(data_dir, cache, **{**paired, **fields})
+    # Every unlabelled sample skipped: refused, not an endless filter.
+    only_labelled = str(tmp_path / "labelled")
+    cache_lib.write_shards(_samples(3, bad=()), only_labelled, image_size=S,
+                           view_correction=True, workers=1)
+    with pytest.raises(ValueError, match="holds no unlabelled example"):
+        dataset.paired_dataset_from_cache(
+            only_labelled, cache_lib.read_meta(only_labelled),
+            _config(data_dir, cache, **paired), batch_size=2, repeat=True,
+            drop_remainder=True)
+
+
 def test_unlabelled_records_do_not_depend_on_the_3d_label(tmp_path):
     """Two copies of an unlabelled sample that differ only in their 3D keypoints give identical
     training inputs: the same record, byte for byte."""

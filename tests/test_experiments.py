@@ -20,19 +20,32 @@ def test_suites_share_runs_and_give_s1_and_s4_several_seeds():
     assert {n for n in names if n.startswith("s4_noview_seed")} == {
         "s4_noview_seed0", "s4_noview_seed1", "s4_noview_seed2"}
     assert "s2_chp_seed0" in names and "s2_chp_seed1" not in names
-    # 6 Table 1 rows (S1, S4 x 3 seeds), S4 without view x 3, 3 fractions x (S4, S1).
-    assert len(runs) == (4 + 2 * 3) + 3 + 3 * 2
+    # Both S4 arms of the weak curves get the seeds at 10%, one seed elsewhere.
+    for key in ("s4_weak_m10", "s4_lab_m10"):
+        assert {n for n in names if n.startswith(key)} == {f"{key}_seed{i}" for i in range(3)}
+    assert "s1_lab_m10_seed1" not in names and "s4_weak_m25_seed1" not in names
+    # 6 Table 1 rows (S1, S4 x 3 seeds), S4 without view x 3, 3 fractions x 3 arms (both S4
+    # arms x 3 seeds at 10%), and S1, S3, S4 on STB.
+    assert len(runs) == (4 + 2 * 3) + 3 + (3 + 2 + 3 * 2 + 2) + 3
+    # The weak suite holds its 100% level: Table 1's S4 and S1, every seed.
+    weak = [r.name for r in suites.suite_runs(["weak"], seeds=3)]
+    assert {"s4_seed2", "s1_seed2"} <= set(weak) and len(weak) == 13 + 6
 
 
 def test_train_flags_of_a_run():
-    weak_s4, weak_s1 = suites.weak_rows()[0]
+    weak_s4, lab_s4, lab_s1 = suites.weak_rows()[0]
     run = suites.Run(weak_s4, 0)
-    assert run.name == "s4_m10_seed0"
+    assert run.name == "s4_weak_m10_seed0"
     assert run.train_flags() == ["--strategy=poe", "--seed=0", "--labelled_fraction=0.1",
-                                 "--view_correction"]
-    assert suites.Run(weak_s1, 0).train_flags() == [
+                                 "--view_correction", "--unlabelled_batch_size=32"]
+    assert suites.Run(lab_s4, 0).train_flags() == [
+        "--strategy=poe", "--seed=0", "--labelled_fraction=0.1", "--view_correction",
+        "--labelled_only"]
+    assert suites.Run(lab_s1, 0).train_flags() == [
         "--strategy=cvae", "--seed=0", "--labelled_fraction=0.1", "--view_correction",
         "--labelled_only"]
+    assert [r.stb for r in suites.suite_rows("stb")] == [True] * 3
+    assert [r.strategy for r in suites.suite_rows("stb")] == ["cvae", "kl", "poe"]
     s2 = suites.Run(suites.TABLE1[3], 0)
     assert s2.train_flags()[-1] == "--decoders=heatmap,cloud"
     assert "--noview_correction" in suites.Run(suites.VIEW[1], 1).train_flags()
@@ -62,7 +75,7 @@ def test_tables_are_built_from_the_finished_runs(tmp_path):
     written = report.write_all(out, mean_pose=mean_pose, setting="test setting")
     names = {os.path.basename(p) for p in written}
     assert {"runs.json", "summary.json", "table1.md", "pck_strategies.png", "view.md"} <= names
-    assert "weak.md" in names  # S1 and S4 at 100% are points of the weak-supervision curve
+    assert "weak.md" not in names  # the 100% level alone is no curve
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     assert summary["mean_pose_epe_mm"] == 50.0
@@ -73,6 +86,9 @@ def test_tables_are_built_from_the_finished_runs(tmp_path):
     assert rows["S1 cvae"]["seeds"] == [0, 1, 2] and rows["S4 poe"]["seeds"] == [0]
     table = open(os.path.join(out, "table1.md"), encoding="utf-8").read()
     assert "| S1 cvae | 3 | 100 | 32.00 +- 2.00 | 31.00 |" in table
+    # A multi-seed row's median is the mean of its seeds' medians, and the table says so.
+    assert "EPE median (mm, mean over seeds)" in table
+    assert "mean of its seeds' medians, not the median of the pooled errors" in table
     assert "| training mean pose | - | - | 50.00 |" in table
     assert "16.61" in table and "13.14" in table
     with open(os.path.join(out, "runs.json"), encoding="utf-8") as f:
@@ -86,13 +102,101 @@ def test_tables_are_built_from_the_finished_runs(tmp_path):
     assert s1["seeds"] == [0, 1, 2, 3] and s1["epe_mean_mm"] == pytest.approx(33.0)
 
 
+def _write(out, run, epe, tmp_path, **fields):
+    report.write_metrics(dict(_record(run, epe, tmp_path), **fields),
+                         os.path.join(out, "runs", run.name + ".json"))
+
+
+def test_weak_table_and_figure_show_three_arms_and_the_100_percent_level(tmp_path):
+    out = str(tmp_path / "results")
+    s4_weak, s4_lab, s1_lab = suites.weak_rows()[0]
+    for seed, epe in enumerate((50.0, 52.0, 54.0)):
+        _write(out, suites.Run(s4_weak, seed), epe, tmp_path)
+        _write(out, suites.Run(s4_lab, seed), epe - 4, tmp_path)
+    _write(out, suites.Run(s1_lab, 0), 47.0, tmp_path)
+    _write(out, suites.Run(suites.weak_rows()[2][0], 0), 44.0, tmp_path)  # S4 weak at 50%
+    _write(out, suites.Run(suites.S4, 0), 40.0, tmp_path)
+    written = report.write_all(out, mean_pose=None, setting="test setting")
+    assert os.path.join(out, "weak.png") in written
+    lines = open(os.path.join(out, "weak.md"), encoding="utf-8").read().splitlines()
+    assert lines[4].startswith("| labelled | S4 poe weak (32 labelled + 32 unlabelled per "
+                               "batch) | S4 poe on the labelled part alone | S1 cvae on the "
+                               "labelled part alone |")
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert rows["| 10%"] == ("| 10% | 52.00 +- 2.00 (3 seeds) | 48.00 +- 2.00 (3 seeds) | "
+                             "47.00 (1 seed) |")
+    assert rows["| 25%"] == "| 25% | - | - | - |"
+    assert rows["| 50%"] == "| 50% | 44.00 (1 seed) | - | - |"
+    # 100%: Table 1's S4 for both S4 arms, S1 not finished.
+    assert rows["| 100%"] == "| 100% | 40.00 (1 seed) | 40.00 (1 seed) | - |"
+    assert "the paper states none" in lines[2]
+
+
+def test_stb_table_sits_beside_the_papers_stb_column(tmp_path):
+    out = str(tmp_path / "results")
+    for row, epe in zip(suites.STB, (30.0, 28.0, 26.0)):
+        _write(out, suites.Run(row, 0), epe, tmp_path)
+    mean_pose = _record(suites.Run(suites.S1, 0), 45.0, tmp_path)["metrics"]
+    written = report.write_all(out, mean_pose=None, setting="rhd setting",
+                               stb_mean_pose=mean_pose, stb_setting="stb setting")
+    assert os.path.join(out, "stb.md") in written and os.path.join(out, "table1.md") not in written
+    text = open(os.path.join(out, "stb.md"), encoding="utf-8").read()
+    assert "stb setting." in text and "paper EPE (STB, mm)" in text
+    assert "| training mean pose | - | - | 45.00 |" in text
+    assert "| S4 poe, STB | 1 | 100 | 26.00 | 25.00 |" in text and text.count("| 7.05 |") == 2
+    assert "| S1 cvae, STB | 1 | 100 | 30.00 | 29.00 |" in text
+    for name, epe in (("Spurr et al.", "8.56"), ("Yang et al. (dVAE)", "8.66"),
+                      ("Zimmermann & Brox", "8.68")):
+        assert f"| {name} | {epe} |" in text
+    with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
+        assert [r["name"] for r in json.load(f)["rows"]] == [r.name for r in suites.STB]
+
+
+def _runner(*args):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=repo,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def test_runner_lists_the_stb_suite_and_refuses_runs_of_other_code(tmp_path):
+    out = tmp_path / "results"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["--suite=stb", f"--out={out}", f"--model_root={tmp_path / 'runs'}",
+            f"--stb_dir={empty}"]
+    listed = _runner(*args, "--dry_run")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "3 runs in stb: 0 finished" in listed.stdout
+    for name, strategy in (("s1_stb", "cvae"), ("s3_stb", "kl"), ("s4_stb", "poe")):
+        assert (f"  {name}_seed0: train.py --strategy={strategy} --seed=0 "
+                f"--labelled_fraction=1.0 --view_correction --data=stb --data_dir={empty}"
+                in listed.stdout)
+    # A finished run made at another commit: listed with a note, refused for real.
+    other = dict(_record(suites.Run(suites.STB[0], 0), 30.0, tmp_path), preset="experiment",
+                 data="stb", config={"train": {"max_steps": 3000}},
+                 provenance={"commit": "0" * 40})
+    report.write_metrics(other, str(out / "runs" / "s1_stb_seed0.json"))
+    listed = _runner(*args, "--dry_run")
+    assert listed.returncode == 0 and "2 to go" in listed.stdout
+    assert "note: a run would be refused now:" in listed.stdout
+    refused = _runner(*args)
+    assert refused.returncode != 0 and "--result_neutral=REASON" in refused.stderr
+    assert not os.listdir(empty) and not (tmp_path / "runs").exists()  # nothing generated
+
+
 @pytest.mark.slow
-def test_runner_trains_evaluates_resumes_and_refuses_another_budget(tmp_path):
+def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(tmp_path):
     """experiments.run as a user runs it: two runs of the view suite at the smoke preset."""
     import subprocess
     import sys
 
     from data_pipeline import synthetic
+    from data_pipeline.synthetic.builder import GENERATOR_VERSION
+    from experiments import provenance
 
     data_dir = str(tmp_path / "data")
     synthetic.generate("rhd", data_dir, num_train=8, num_test=4, seed=3, workers=1)
@@ -101,18 +205,30 @@ def test_runner_trains_evaluates_resumes_and_refuses_another_budget(tmp_path):
             "--seeds=1", f"--data_dir={data_dir}", f"--cache_dir={tmp_path / 'cache'}",
             f"--out={out}", f"--model_root={tmp_path / 'runs'}"]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = provenance.git_state(repo)
+    # A checkout with uncommitted changes (or none at all) needs the declaration to add runs.
+    declare = ([] if code["commit"] and not code["dirty"]
+               else ["--result_neutral=a test of the runner"])
 
     def run(*extra):
         return subprocess.run(args + list(extra), cwd=repo, capture_output=True, text=True,
                               timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
-    first = run()
+    first = run(*declare)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "2 runs in view: 0 finished" in first.stdout
     assert sorted(os.listdir(out / "runs")) == ["s4_noview_seed0.json", "s4_seed0.json"]
     record = json.loads((out / "runs" / "s4_noview_seed0.json").read_text())
     assert record["steps"] == 4 and record["config"]["data"]["view_correction"] is False
     assert record["metrics"]["num_samples"] == 4
+    origin = record["provenance"]
+    assert (origin["commit"], origin["dirty"]) == (code["commit"], code["dirty"])
+    assert origin["result_neutral"] in ((None,) if not declare else
+                                        (None, "a test of the runner"))
+    assert origin["cpu_count"] == os.cpu_count()
+    assert origin["data"]["generator"] == {"format": "rhd", "num_train": 8, "num_test": 4,
+                                           "seed": 3, "generator_version": GENERATOR_VERSION}
+    assert origin["data"]["fingerprint"] == provenance.data_fingerprint(data_dir)
     summary = json.loads((out / "summary.json").read_text())
     assert [r["name"] for r in summary["rows"]] == ["S4 poe", "S4 poe, no view correction"]
     for name in ("view.md", "table1.md", "fig3.png", "fig4.png", "pck_strategies.png"):
@@ -121,6 +237,16 @@ def test_runner_trains_evaluates_resumes_and_refuses_another_budget(tmp_path):
     again = run()
     assert again.returncode == 0 and "2 finished" in again.stdout and "0 to go" in again.stdout
     assert "$ " not in again.stdout  # nothing trained or evaluated again
+
+    # Every model the runner trained is accepted by today's evaluate.py, with the same score.
+    rescored = run("--rescore")
+    assert rescored.returncode == 0, rescored.stdout[-3000:] + rescored.stderr[-3000:]
+    for name in ("s4_seed0", "s4_noview_seed0"):
+        now = json.loads((tmp_path / "runs" / name / "eval_rescore" / "metrics.json")
+                         .read_text())["epe_mean_mm"]
+        recorded = json.loads((out / "runs" / f"{name}.json").read_text())
+        assert now == pytest.approx(recorded["metrics"]["epe_mean_mm"], abs=1e-4)
+        assert f"  {name}: EPE mean" in rescored.stdout
 
     other = run("--max_steps=6")
     assert other.returncode != 0 and "another data set, preset or step budget" in other.stderr

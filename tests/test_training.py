@@ -307,3 +307,8 @@ def test_data_config_round_trips_and_checks_each_field_once():
             dataclasses.replace(cfg, **{field: value})
     assert cfg.same_data(dataclasses.replace(cfg, cache_dir=None))
     assert not cfg.same_data(dataclasses.replace(cfg, view_correction=False))
+    # A config.json written before a field existed reads with the field's default, so that
+    # models trained then can still be evaluated.
+    older = {k: v for k, v in cfg.to_dict().items() if k != "unlabelled_batch_size"}
+    assert DataConfig.from_dict(older) == cfg and cfg.unlabelled_batch_size == 0
+    assert not cfg.same_data(dataclasses.replace(cfg, unlabelled_batch_size=32))

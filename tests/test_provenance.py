@@ -1,0 +1,93 @@
+"""Run provenance: the checkout's commit and dirt, the data set's identity, the refusal."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from data_pipeline.synthetic.builder import MARKER
+from experiments import provenance
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A git checkout with one commit holding code and a results file."""
+    root = tmp_path / "repo"
+    (root / "results").mkdir(parents=True)
+    (root / "code.py").write_text("x = 1\n")
+    (root / "results" / "table.md").write_text("| a |\n")
+    _git(root, "init", "-q")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    return root
+
+
+def test_git_state_names_the_commit_and_ignores_results(repo, tmp_path):
+    state = provenance.git_state(str(repo))
+    assert len(state["commit"]) == 40 and state["dirty"] is False
+    # Results written or committed later do not make the code dirty.
+    (repo / "results" / "table.md").write_text("| b |\n")
+    (repo / "results" / "runs").mkdir()
+    (repo / "results" / "runs" / "r.json").write_text("{}")
+    assert provenance.git_state(str(repo))["dirty"] is False
+    # A changed or new file elsewhere does.
+    (repo / "code.py").write_text("x = 2\n")
+    (repo / "new.py").write_text("")
+    state = provenance.git_state(str(repo))
+    assert state["dirty"] is True and sorted(state["dirty_paths"]) == ["code.py", "new.py"]
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert provenance.git_state(str(outside)) == {"commit": None, "dirty": None,
+                                                  "dirty_paths": []}
+
+
+def test_code_refusal_of_other_commits_and_dirty_trees():
+    head = {"commit": "a" * 40, "dirty": False, "dirty_paths": []}
+    same = {"r1": {"provenance": {"commit": "a" * 40}}}
+    assert provenance.code_refusal("res", {}, head) is None
+    assert provenance.code_refusal("res", same, head) is None
+    other = dict(same, r2={"provenance": {"commit": "b" * 40}}, r3={"name": "old"})
+    message = provenance.code_refusal("res", other, head)
+    assert message.startswith("res/runs holds finished runs made by other code")
+    assert f"{'b' * 40}: r2" in message and "no commit recorded: r3" in message
+    assert f"the current code is {'a' * 40}" in message and "--result_neutral" in message
+    dirty = dict(head, dirty=True, dirty_paths=["model/losses.py"])
+    message = provenance.code_refusal("res", {}, dirty)
+    assert "uncommitted changes outside results/ (model/losses.py)" in message
+    # Outside a checkout the code cannot be compared with a finished run's.
+    unknown = {"commit": None, "dirty": None, "dirty_paths": []}
+    assert provenance.code_refusal("res", {}, unknown) is None
+    assert "unknown (not a git checkout)" in provenance.code_refusal("res", same, unknown)
+
+
+def test_record_provenance_of_a_synthetic_set(tmp_path):
+    data = tmp_path / "data"
+    (data / "training" / "color").mkdir(parents=True)
+    (data / "training" / "color" / "00000.png").write_bytes(b"\x00" * 10)
+    (data / "training" / "anno_training.pickle").write_bytes(b"labels")
+    settings = {"format": "rhd", "num_train": 1, "num_test": 1, "seed": 0,
+                "generator_version": 1}
+    (data / MARKER).write_text(json.dumps(settings))
+    code = {"commit": "c" * 40, "dirty": True, "dirty_paths": ["a.py"]}
+    record = provenance.run_provenance(str(data), code, "comments only")
+    assert record["commit"] == "c" * 40 and record["dirty"] is True
+    assert record["result_neutral"] == "comments only"
+    assert record["cpu_count"] == os.cpu_count()
+    assert record["data"]["generator"] == settings
+    first = record["data"]["fingerprint"]
+    assert (first["files"], first["bytes"]) == (3, 10 + 6 + len(json.dumps(settings)))
+    # Other labels of the same size, or an image of another size: another fingerprint.
+    (data / "training" / "anno_training.pickle").write_bytes(b"LABELS")
+    second = provenance.data_fingerprint(str(data))
+    assert second["sha1"] != first["sha1"]
+    (data / "training" / "color" / "00000.png").write_bytes(b"\x00" * 11)
+    assert provenance.data_fingerprint(str(data))["sha1"] != second["sha1"]
+    # Real data sets carry no generator settings.
+    os.remove(data / MARKER)
+    assert provenance.generator_settings(str(data)) is None
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        provenance.data_fingerprint(str(tmp_path / "missing"))
