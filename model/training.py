@@ -7,7 +7,6 @@ twice; model/schedules.py) plus what a researcher needs (resumable checkpoints, 
 progress bar). The run's configuration is model/run_config.py. Validation is passed in as a
 callable so that model/ does not depend on the evaluation package.
 """
-import math
 import os
 import shutil
 import signal
@@ -53,10 +52,7 @@ class Trainer:
                                                   max_to_keep=3)
         self._writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train"))
                         if self.is_chief else tf.summary.create_noop_writer())
-        # Two functions: the loss, reduced over replicas, decides in Python whether the update
-        # runs, so a step whose loss is not finite applies nothing on any worker.
-        self._compute = tf.function(self._distributed_compute)
-        self._apply = tf.function(self._distributed_apply)
+        self._update = tf.function(self._distributed_update)
         self.stop_signal: Optional[int] = None
 
     def latest_checkpoint(self) -> Optional[str]:
@@ -98,30 +94,31 @@ class Trainer:
         self.apply_gradients(grads)
         return losses
 
-    def _distributed_compute(self, batch):
+    def _distributed_update(self, batch):
         losses, grads = self.distribution.run(self.compute_gradients, args=(batch,))
         losses = {k: self.distribution.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                   for k, v in losses.items()}
-        return losses, grads
 
-    def _distributed_apply(self, grads):
-        self.distribution.run(self.apply_gradients, args=(grads,))
-        self.step.assign_add(1)
+        def apply():
+            self.distribution.run(self.apply_gradients, args=(grads,))
+            self.step.assign_add(1)
+            return tf.constant(True)
+
+        # In cross-replica context, as Keras' LossScaleOptimizer skips a non-finite update: the
+        # reduced loss is the same on every replica and worker, so all take the same branch.
+        applied = tf.cond(tf.math.is_finite(losses["total"]), apply, lambda: tf.constant(False))
+        return losses, applied
 
     def update(self, batch):
         """The step of `fit`: one update, or none when the loss is not finite on any replica
         (the losses are reduced over replicas first, so every worker takes the same decision).
-        Two tf.functions (losses and gradients, then the update) with the finiteness check in
-        Python between them; benchmarks/train_step.py times it against `train_step` in one.
+        One tf.function; benchmarks/loop.py times it against `train_step` alone.
 
         Returns:
           (losses, whether the update was applied).
         """
-        losses, grads = self._compute(batch)
-        finite = math.isfinite(float(losses["total"]))
-        if finite:
-            self._apply(grads)
-        return losses, finite
+        losses, applied = self._update(batch)
+        return losses, bool(applied)
 
     def fit(self, train_ds: tf.data.Dataset,
             validate: Optional[Callable[[tf.keras.Model], Dict[str, float]]] = None,
