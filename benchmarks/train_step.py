@@ -10,8 +10,9 @@ preset's networks, and a train step of the preset's ResNet-18 backbone alone (sa
 plain squared-feature loss, Adam). Each round times every model once, so that machine load hits
 all alike; the median over rounds is reported. Prints each step time, its ratio to S1's and to
 the backbone's, and the training pipeline's samples/s divided by the slowest step's. For the
-first row it also times the step as `Trainer.fit` runs it (`Trainer.update`: two tf.functions with
-a finiteness check between, so that a non-finite loss applies nothing) against train_step in one.
+first row it also times the step as `Trainer.fit` runs it (`Trainer.update`: one tf.function whose
+update is skipped by a tf.cond when the loss is not finite) against train_step alone; the whole
+loop with its input pipeline is benchmarks/loop.py's.
 """
 import os
 import statistics

@@ -6,6 +6,7 @@ then examples are shuffled, batched and prefetched. The splits are data_pipeline
 """
 import dataclasses
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -82,6 +83,32 @@ def dataset_size(config: DataConfig, split: str) -> int:
     return cache_lib.prepare_cache(config, split)[1]["num_examples"]
 
 
+def _records(path: str, meta: dict, *, shuffle: bool, seed: int, deterministic: bool,
+             labelled: Optional[bool] = None) -> tf.data.Dataset:
+    """The serialized records of a cache directory: in index order, or shuffled (shards, then
+    a buffer of SHUFFLE_BUFFER records); only the labelled (True) or unlabelled (False) ones
+    when `labelled` is given."""
+    files = [os.path.join(path, shard) for shard in meta["shards"]]
+    if shuffle:
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        ds = ds.shuffle(min(SHUFFLE_BUFFER, meta["num_examples"]), seed=seed)
+    else:
+        ds = tf.data.TFRecordDataset(files)
+    if labelled is not None:
+        ds = ds.filter(lambda record: tf.equal(tf.io.parse_single_example(
+            record, {"labelled": cache_lib.FEATURES["labelled"]})["labelled"] > 0, labelled))
+    return ds
+
+
+def _finish(ds: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+    """The pipeline's options and prefetching, applied last."""
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
 def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size: int = 32,
                        augment: bool = False, shuffle: bool = False, repeat: bool = False,
                        seed: int = 0, deterministic: bool = False,
@@ -93,18 +120,8 @@ def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size:
     if skip < 0:
         raise ValueError(f"dataset_from_cache: skip must be >= 0, got {skip}")
     image_size = meta["image_size"]
-    files = [os.path.join(path, shard) for shard in meta["shards"]]
-
-    if shuffle:
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        ds = ds.shuffle(min(SHUFFLE_BUFFER, meta["num_examples"]), seed=seed)
-    else:
-        ds = tf.data.TFRecordDataset(files)
-    if config.labelled_only:
-        ds = ds.filter(lambda record: tf.io.parse_single_example(
-            record, {"labelled": cache_lib.FEATURES["labelled"]})["labelled"] > 0)
+    ds = _records(path, meta, shuffle=shuffle, seed=seed, deterministic=deterministic,
+                  labelled=True if config.labelled_only else None)
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate()  # element counter: the stateless key, so epochs differ but reproducibly
@@ -119,9 +136,7 @@ def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size:
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return _finish(ds, deterministic)
 
 
 def _has_unlabelled_records(path: str, meta: dict) -> bool:
@@ -183,16 +198,8 @@ def paired_dataset_from_cache(path: str, meta: dict, config: DataConfig, *,
         batch_size=batch_size, augment=augment, shuffle=shuffle, repeat=True, seed=seed,
         deterministic=deterministic, drop_remainder=True, skip=skip)
 
-    files = [os.path.join(path, shard) for shard in meta["shards"]]
-    if shuffle:
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed)
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        ds = ds.shuffle(min(SHUFFLE_BUFFER, meta["num_examples"]), seed=seed)
-    else:
-        ds = tf.data.TFRecordDataset(files)
-    ds = ds.filter(lambda record: tf.io.parse_single_example(
-        record, {"labelled": cache_lib.FEATURES["labelled"]})["labelled"] == 0)
+    ds = _records(path, meta, shuffle=shuffle, seed=seed, deterministic=deterministic,
+                  labelled=False)
     ds = ds.repeat().enumerate()
     if skip:
         ds = ds.skip(skip // batch_size * unlabelled)
@@ -213,10 +220,7 @@ def paired_dataset_from_cache(path: str, meta: dict, config: DataConfig, *,
     def pair(lab, unl):
         return {k: tf.gather(tf.concat([lab[k], unl[k]], axis=0), order) for k in lab}
 
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    paired = tf.data.Dataset.zip((labelled_ds, unlabelled_ds)).map(pair)
-    return paired.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return _finish(tf.data.Dataset.zip((labelled_ds, unlabelled_ds)).map(pair), deterministic)
 
 
 def build_dataset(config: DataConfig, split: str, *, batch_size: int = 32,

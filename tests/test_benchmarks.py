@@ -1,4 +1,5 @@
 """The diagnostic benchmarks run as documented (tiny presets; their figures are not checked)."""
+import json
 import os
 import re
 import subprocess
@@ -42,3 +43,29 @@ def test_pose_head_trains_every_row_from_the_same_start(tmp_path):
 
     too_few = run("--samples=2")  # fewer than the smoke preset's batch of 4
     assert too_few.returncode != 0 and "--samples=2" in too_few.stderr
+
+
+@pytest.mark.slow
+def test_loop_times_the_pure_step_update_and_fit_and_records_the_commit(tmp_path):
+    from data_pipeline import synthetic
+    from experiments import provenance
+
+    data_dir = str(tmp_path / "data")
+    synthetic.generate("rhd", data_dir, num_train=12, num_test=2, seed=5, workers=1)
+    out = tmp_path / "loop.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "loop.py"), "--preset=smoke",
+         "--rows=s1", f"--data_dir={data_dir}", f"--cache_dir={tmp_path / 'cache'}",
+         "--steps=1", "--rounds=1", "--warmup_steps=1", "--fit_steps=2", f"--out={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["code"]["commit"] == provenance.git_state(REPO)["commit"]
+    times = record["seconds_per_step"]["s1"]
+    assert sorted(times) == ["fit", "pure", "update"] and all(t > 0 for t in times.values())
+    row = record["table"][2].split()
+    assert row[0] == "s1" and float(row[-1]) == pytest.approx(times["pure"] / times["fit"],
+                                                              abs=0.006)
+    # Two fits, to the warm-up step and then 2 steps on: the second one's last progress line.
+    assert "train: step 3/3" in done.stdout

@@ -1,0 +1,137 @@
+r"""How close train.py's loop comes to the rate of its own step, per strategy.
+
+  python benchmarks/loop.py --preset=experiment
+  python benchmarks/loop.py --preset=experiment --rows=s1,s4 --fit_steps=300
+
+In one process, for each Table 1 row (S1 and S4 by default) with the preset's networks and batch:
+  pure    Trainer.train_step in one tf.function on one fixed batch (no input pipeline, no loop);
+  update  Trainer.update, the step as fit runs it, on the same fixed batch;
+  fit     Trainer.fit on the real training pipeline (shuffle, augmentation, prefetch), progress
+          output and the preset's logging and checkpoint cadence included, validation off:
+          --fit_steps steps timed after --warmup_steps untimed ones (tracing, the shuffle buffer).
+Pure-step rounds run before and after the fit, so that machine load hits both; the median is
+reported. Prints each time in ms and the rates' ratios update / pure and fit / pure (the goal of
+the loop: fit / pure >= 0.87, at most 15% on top of the step).
+"""
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from common import cli  # noqa: E402
+
+cli.quiet_tensorflow(sys.argv)
+
+from absl import app, flags  # noqa: E402
+
+from experiments import suites  # noqa: E402
+from model import presets  # noqa: E402
+
+FLAGS = flags.FLAGS
+ROWS = {row.key: row for row in suites.TABLE1}
+flags.DEFINE_enum("preset", "experiment", presets.NAMES,
+                  "Image size, batch size, networks and loop cadence of this training preset.")
+cli.define_choice_list("rows", ["s1", "s4"], list(ROWS), "Table 1 rows to time")
+flags.DEFINE_string("data_dir", None, "Synthetic RHD-format set (default: data/synthetic_rhd).")
+flags.DEFINE_string("cache_dir", None, "Pre-processed cache root (default: data/cache).")
+flags.DEFINE_integer("steps", 10, "Timed pure steps per round.", lower_bound=1)
+flags.DEFINE_integer("rounds", 3, "Pure-step rounds before and after the fit, each.",
+                     lower_bound=1)
+flags.DEFINE_integer("warmup_steps", 30, "Untimed fit steps first.", lower_bound=1)
+flags.DEFINE_integer("fit_steps", 300, "Timed fit steps.", lower_bound=1)
+flags.DEFINE_string("out", None, "Also write the figures, the settings and the commit to this "
+                    "JSON file (e.g. results/benchmarks/loop.json).")
+cli.define_verbose_flag()
+
+
+def _time_steps(step_fn, batch, steps):
+    """Seconds per call of step_fn(batch) -> scalar tensor, over `steps` calls."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = step_fn(batch)
+    float(out)  # waits for the last step
+    return (time.perf_counter() - start) / steps
+
+
+def time_row(key, train_cfg, data_cfg, scratch):
+    """{'pure', 'update', 'fit'}: seconds per step of one Table 1 row."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
+    from model import training  # pylint: disable=import-outside-toplevel
+
+    model_cfg = presets.model_config(FLAGS.preset, data_cfg, strategy=ROWS[key].strategy,
+                                     decoders=ROWS[key].decoders)
+    train_ds = dataset.build_dataset(data_cfg, "train", batch_size=train_cfg.batch_size,
+                                     augment=True, shuffle=True, repeat=True,
+                                     drop_remainder=True, seed=train_cfg.seed,
+                                     deterministic=True)
+    batch = next(iter(train_ds))
+    # Separate trainers (same seed, same initial weights): the fit's optimizer state and step
+    # counter are not disturbed by the fixed-batch timings.
+    pure_trainer = training.Trainer(model_cfg, train_cfg, os.path.join(scratch, key, "pure"))
+    pure = tf.function(lambda b: pure_trainer.train_step(b)["total"])
+    update = lambda b: pure_trainer.update(b)[0]["total"]  # noqa: E731
+    _time_steps(pure, batch, 2)  # trace
+    _time_steps(update, batch, 2)
+    pure_times = [_time_steps(pure, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+    update_times = [_time_steps(update, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+
+    warm = FLAGS.warmup_steps
+    fit_trainer = training.Trainer(model_cfg, dataclasses.replace(train_cfg, max_steps=warm),
+                                   os.path.join(scratch, key, "fit"))
+    fit_trainer.fit(train_ds)
+    fit_trainer.config = dataclasses.replace(train_cfg, max_steps=warm + FLAGS.fit_steps)
+    start = time.perf_counter()
+    fit_trainer.fit(train_ds)
+    fit_time = (time.perf_counter() - start) / FLAGS.fit_steps
+
+    pure_times += [_time_steps(pure, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+    update_times += [_time_steps(update, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+    return {"pure": statistics.median(pure_times), "update": statistics.median(update_times),
+            "fit": fit_time}
+
+
+def main(argv):
+    del argv
+    from model import run_config  # pylint: disable=import-outside-toplevel
+
+    train_cfg = run_config.TrainConfig.from_preset(FLAGS.preset)
+    data_cfg = presets.data_config(FLAGS.preset, data="synthetic", data_dir=FLAGS.data_dir,
+                                   cache_dir=FLAGS.cache_dir)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="loop_") as scratch:
+        for key in FLAGS.rows:
+            results[key] = time_row(key, train_cfg, data_cfg, scratch)
+            t = results[key]
+            print(f"{key}: pure {t['pure'] * 1e3:.1f} ms, update {t['update'] * 1e3:.1f} ms, "
+                  f"fit {t['fit'] * 1e3:.1f} ms a step", flush=True)
+    lines = [f"preset={FLAGS.preset} image={data_cfg.image_size} batch={train_cfg.batch_size} "
+             f"points={data_cfg.num_points} fit_steps={FLAGS.fit_steps} cpus={os.cpu_count()}",
+             "row      pure ms  update ms   fit ms   update/pure rate   fit/pure rate "
+             "(goal >= 0.87)"]
+    for key, t in results.items():
+        lines.append(f"{key:7s} {t['pure'] * 1e3:8.1f} {t['update'] * 1e3:10.1f} "
+                     f"{t['fit'] * 1e3:8.1f} {t['pure'] / t['update']:18.2f} "
+                     f"{t['pure'] / t['fit']:15.2f}")
+    print("\n".join(lines))
+    if FLAGS.out:
+        from experiments import provenance  # pylint: disable=import-outside-toplevel
+        record = {"command": " ".join(["python", "benchmarks/loop.py"] + sys.argv[1:]),
+                  "code": provenance.git_state(REPO), "cpus": os.cpu_count(),
+                  "seconds_per_step": results, "table": lines}
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+        tmp = FLAGS.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(tmp, FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
