@@ -31,6 +31,7 @@ cli.quiet_tensorflow(sys.argv)
 from absl import app, flags  # noqa: E402
 
 from experiments import suites  # noqa: E402
+from benchmarks import timing  # noqa: E402
 from model import presets  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -48,15 +49,6 @@ flags.DEFINE_integer("fit_steps", 300, "Timed fit steps.", lower_bound=1)
 flags.DEFINE_string("out", None, "Also write the figures, the settings and the commit to this "
                     "JSON file (e.g. results/benchmarks/loop.json).")
 cli.define_verbose_flag()
-
-
-def _time_steps(step_fn, batch, steps):
-    """Seconds per call of step_fn(batch) -> scalar tensor, over `steps` calls."""
-    start = time.perf_counter()
-    for _ in range(steps):
-        out = step_fn(batch)
-    float(out)  # waits for the last step
-    return (time.perf_counter() - start) / steps
 
 
 def time_row(key, train_cfg, data_cfg, scratch):
@@ -78,10 +70,10 @@ def time_row(key, train_cfg, data_cfg, scratch):
     pure_trainer = training.Trainer(model_cfg, train_cfg, os.path.join(scratch, key, "pure"))
     pure = tf.function(lambda b: pure_trainer.train_step(b)["total"])
     update = lambda b: pure_trainer.update(b)[0]["total"]  # noqa: E731
-    _time_steps(pure, batch, 2)  # trace
-    _time_steps(update, batch, 2)
-    pure_times = [_time_steps(pure, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
-    update_times = [_time_steps(update, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+    timing.time_steps(pure, batch, 2)  # trace
+    timing.time_steps(update, batch, 2)
+    pure_times = [timing.time_steps(pure, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+    update_times = [timing.time_steps(update, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
 
     warm = FLAGS.warmup_steps
     fit_trainer = training.Trainer(model_cfg, dataclasses.replace(train_cfg, max_steps=warm),
@@ -92,8 +84,8 @@ def time_row(key, train_cfg, data_cfg, scratch):
     fit_trainer.fit(train_ds)
     fit_time = (time.perf_counter() - start) / FLAGS.fit_steps
 
-    pure_times += [_time_steps(pure, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
-    update_times += [_time_steps(update, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+    pure_times += [timing.time_steps(pure, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
+    update_times += [timing.time_steps(update, batch, FLAGS.steps) for _ in range(FLAGS.rounds)]
     return {"pure": statistics.median(pure_times), "update": statistics.median(update_times),
             "fit": fit_time}
 

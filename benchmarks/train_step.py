@@ -18,7 +18,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,6 +28,7 @@ cli.quiet_tensorflow(sys.argv)
 from absl import app, flags  # noqa: E402
 
 from experiments import suites  # noqa: E402
+from benchmarks import timing  # noqa: E402
 from model import presets  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -43,14 +43,6 @@ flags.DEFINE_integer("steps", 5, "Timed steps per round and model.", lower_bound
 flags.DEFINE_integer("rounds", 3, "Rounds; the median is reported.", lower_bound=1)
 flags.DEFINE_integer("pipeline_batches", 20, "Batches timed from the training pipeline.")
 cli.define_verbose_flag()
-
-
-def _time_steps(step_fn, batch, steps):
-    start = time.perf_counter()
-    for _ in range(steps):
-        out = step_fn(batch)
-    float(out)  # waits for the last step
-    return (time.perf_counter() - start) / steps
 
 
 def main(argv):
@@ -89,11 +81,11 @@ def main(argv):
 
     steps["backbone"] = backbone_step
     for fn in steps.values():  # trace and warm up
-        _time_steps(fn, batch, 2)
+        timing.time_steps(fn, batch, 2)
     times = {key: [] for key in steps}
     for r in range(FLAGS.rounds):
         for key, fn in steps.items():
-            times[key].append(_time_steps(fn, batch, FLAGS.steps))
+            times[key].append(timing.time_steps(fn, batch, FLAGS.steps))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1] * 1e3:.0f} ms"
                                              for k, v in times.items()), flush=True)
     median = {key: statistics.median(v) for key, v in times.items()}
