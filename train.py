@@ -156,10 +156,13 @@ def main(argv):
         return
     summary = (", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                or f"nothing to train, --max_steps={train_cfg.max_steps} already reached")
-    print(f"done at step {int(trainer.step.numpy())}: {summary}")
-    print(f"checkpoint: {trainer.latest_checkpoint()}"
-          + ("" if trainer.is_chief else " (written by the chief)") + "\n"
-          f"evaluate with: python evaluate.py --ckpt={model_dir}")
+    step = int(trainer.step.numpy())
+    print(f"done at step {step}: {summary}")
+    # Training ends with a checkpoint at its last step, which the chief may still be writing
+    # when another worker gets here: that worker names it rather than the newest one it sees.
+    print(f"checkpoint: {trainer.latest_checkpoint()}" if trainer.is_chief else
+          f"checkpoint: {os.path.join(model_dir, f'ckpt-{step}')} (written by the chief)")
+    print(f"evaluate with: python evaluate.py --ckpt={model_dir}")
 
 
 if __name__ == "__main__":
