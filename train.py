@@ -159,16 +159,20 @@ def main(argv):
         metrics = trainer.fit(train_ds, validate=validate, sample_images=sample_images)
     except FloatingPointError as e:
         sys.exit(f"error: {e}")
+    step = int(trainer.step.numpy())
+    # fit leaves a checkpoint at its last step however it ends. The chief writes it, and another
+    # worker may get here before it is complete: name it rather than the newest one seen.
+    checkpoint = os.path.join(model_dir, f"ckpt-{step}") + (
+        "" if trainer.is_chief else " (written by the chief)")
     if trainer.stop_signal is not None:
-        print(f"stopped by signal {trainer.stop_signal} at step {int(trainer.step.numpy())}; "
-              f"checkpoint: {trainer.latest_checkpoint()}; the same command resumes")
+        print(f"stopped by signal {trainer.stop_signal} at step {step}; checkpoint: {checkpoint}; "
+              "the same command resumes")
         return
     summary = (", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
                or f"nothing to train, --max_steps={train_cfg.max_steps} already reached")
-    print(f"done at step {int(trainer.step.numpy())}: {summary}")
-    print(f"checkpoint: {trainer.latest_checkpoint()}"
-          + ("" if trainer.is_chief else " (written by the chief)") + "\n"
-          f"evaluate with: python evaluate.py --ckpt={model_dir}")
+    print(f"done at step {step}: {summary}")
+    print(f"checkpoint: {checkpoint}")
+    print(f"evaluate with: python evaluate.py --ckpt={model_dir}")
 
 
 if __name__ == "__main__":

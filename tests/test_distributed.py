@@ -1,6 +1,7 @@
 """train.py --distribution=multi_worker: two worker processes on 127.0.0.1 against one process."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -8,6 +9,10 @@ import tempfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
+
+from data_pipeline import cache, synthetic
+from model import presets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Relative distance allowed between the changes of the pose predictions (on fixed images) made by
@@ -30,31 +35,41 @@ def _free_ports(count):
             s.close()
 
 
-def _child(distribution, model_dir, weights, tf_config=None):
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """8 samples, their training and validation caches written here (rather than by every
+    worker)."""
+    root = tmp_path_factory.mktemp("distributed")
+    data_dir, cache_dir = str(root / "data"), str(root / "cache")
+    synthetic.generate("rhd", data_dir, num_train=8, num_test=2, seed=4, workers=1)
+    config = presets.data_config("smoke", data_dir=data_dir, cache_dir=cache_dir)
+    for split in ("train", "val"):
+        cache.prepare_cache(config, split)
+    return data_dir, cache_dir
+
+
+def _child(distribution, model_dir, weights, tf_config=None, module="tests.distributed_child"):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.distributed_child", f"--distribution={distribution}",
+        [sys.executable, "-m", module, f"--distribution={distribution}",
          f"--model_dir={model_dir}", f"--weights={weights}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.mark.slow
-def test_two_workers_match_each_other_and_one_process(tmp_path):
-    scratch = lambda: {d for d in os.listdir(tempfile.gettempdir())  # noqa: E731
-                       if d.startswith("worker_ckpt_")}
-    before = scratch()
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+def _two_workers_and_one_process(tmp_path, module):
+    """Runs `module` as two workers on free ports of 127.0.0.1 and as one process; returns their
+    outputs after checking that each exited 0."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     try:
         for index in range(2):
-            procs.append(_child("multi_worker", tmp_path / "mw",
-                                tmp_path / f"worker{index}.npz",
-                                {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        single = _child("auto", tmp_path / "single", tmp_path / "single.npz")
-        procs.append(single)
+            procs.append(_child("multi_worker", tmp_path / "mw", tmp_path / f"worker{index}.npz",
+                                {"cluster": cluster, "task": {"type": "worker", "index": index}},
+                                module=module))
+        procs.append(_child("auto", tmp_path / "single", tmp_path / "single.npz",
+                            module=module))
         outputs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
         for p in procs:
@@ -63,6 +78,15 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
                 p.wait()
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
+    return outputs
+
+
+@pytest.mark.slow
+def test_two_workers_match_each_other_and_one_process(tmp_path):
+    scratch = lambda: {d for d in os.listdir(tempfile.gettempdir())  # noqa: E731
+                       if d.startswith("worker_ckpt_")}
+    before = scratch()
+    outputs = _two_workers_and_one_process(tmp_path, "tests.distributed_child")
     assert "chief=True replicas=2 step=3" in outputs[0]
     assert "chief=False replicas=2 step=3" in outputs[1]
     assert "chief=True replicas=1 step=3" in outputs[2]
@@ -81,3 +105,100 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
     ratio = np.linalg.norm(chief["after"] - one["after"]) / moved
     print(f"two workers vs one process: relative difference of the prediction change {ratio:.3f}")
     assert ratio < TOLERANCE, ratio
+
+
+@pytest.mark.slow
+def test_two_workers_average_their_gradients(tmp_path):
+    # Plain SGD on a linear model (tests/averaging_child.py): each worker's update from half the
+    # global batch is one process's update from the whole of it, exactly when the replicas
+    # average their gradients; summing them would double it.
+    outputs = _two_workers_and_one_process(tmp_path, "tests.averaging_child")
+    assert all("replicas=2 step=1" in out for out in outputs[:2]), outputs
+    assert "replicas=1 step=1" in outputs[2]
+    chief, worker, one = (np.load(tmp_path / f) for f in ("worker0.npz", "worker1.npz",
+                                                          "single.npz"))
+    np.testing.assert_array_equal(chief["before"], one["before"])
+    assert np.abs(one["after"] - one["before"]).max() > 0.1  # far above the tolerance
+    for replica in (chief, worker):
+        np.testing.assert_allclose(replica["after"], one["after"], rtol=0, atol=1e-5)
+
+
+def _train_py_on_two_workers(data, model_dir, tmp_dirs, *flags):
+    """Runs train.py as workers 0 (the chief) and 1 on free ports of 127.0.0.1, each with its
+    own TMPDIR; returns their processes and outputs after checking that each exited 0."""
+    data_dir, cache_dir = data
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    procs = []
+    try:
+        for index, tmp in enumerate(tmp_dirs):
+            os.makedirs(tmp)
+            env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+            env.update(TMPDIR=str(tmp), TF_CONFIG=json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            procs.append(subprocess.Popen(
+                [sys.executable, "train.py", "--distribution=multi_worker", "--strategy=cvae",
+                 "--preset=smoke", f"--data_dir={data_dir}", f"--cache_dir={cache_dir}",
+                 f"--model_dir={model_dir}", *flags],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    return procs, outputs
+
+
+def _validations(out):
+    """The 'step k: validation EPE ...' lines of train.py's output."""
+    return [line for line in out.splitlines() if ": validation EPE" in line]
+
+
+def _weights(ckpt):
+    reader = tf.train.load_checkpoint(ckpt)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)
+            if name.startswith("model/") and ".OPTIMIZER_SLOT" not in name}
+
+
+@pytest.mark.slow
+def test_train_py_on_two_workers_writes_only_from_the_chief_and_resumes(data, tmp_path):
+    steps = ("--max_steps=4", "--checkpoint_every=2")
+    whole = tmp_path / "whole"
+    tmp_dirs = [tmp_path / "tmp0", tmp_path / "tmp1"]
+    procs, outputs = _train_py_on_two_workers(data, whole, tmp_dirs, *steps)
+    for out in outputs:
+        assert "pre-processing" not in out and "done at step 4" in out, out[-3000:]
+    assert f"checkpoint: {whole / 'ckpt-4'}\n" in outputs[0]
+    assert f"checkpoint: {whole / 'ckpt-4'} (written by the chief)" in outputs[1]
+    # Only the chief wrote config.json, checkpoints and summaries (event files are named after
+    # the process that writes them); the other worker's scratch checkpoints are gone.
+    assert sorted(os.listdir(whole)) == [
+        "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+        "ckpt-4.data-00000-of-00001", "ckpt-4.index", "config.json", "train"]
+    events = os.listdir(whole / "train")
+    assert events and all(f".{procs[0].pid}." in name for name in events), events
+    assert [os.listdir(tmp) for tmp in tmp_dirs] == [[], []]
+    # Both workers hold the same weights: each validates its own copy, on the same samples.
+    assert len(_validations(outputs[0])) == 2
+    assert _validations(outputs[0]) == _validations(outputs[1])
+
+    # The chief's model_dir as a run stopped after step 2 leaves it; the same command on both
+    # workers resumes there and, skipping the examples of steps 1-2 in the global stream before
+    # each worker keeps its share, ends where the uninterrupted run ended.
+    cut = tmp_path / "cut"
+    os.makedirs(cut)
+    for name in ("config.json", "ckpt-2.index", "ckpt-2.data-00000-of-00001"):
+        shutil.copy(whole / name, cut / name)
+    tf.compat.v1.train.update_checkpoint_state(str(cut), str(cut / "ckpt-2"))
+    _, outputs = _train_py_on_two_workers(data, cut, [tmp_path / "tmp2", tmp_path / "tmp3"],
+                                          *steps)
+    for out in outputs:
+        assert f"resuming from {cut / 'ckpt-2'}" in out and "done at step 4" in out, out[-3000:]
+    start, ended, resumed = (_weights(str(d)) for d in (cut / "ckpt-2", whole / "ckpt-4",
+                                                        cut / "ckpt-4"))
+    assert sorted(ended) == sorted(resumed)
+    assert any(np.abs(ended[k] - start[k]).max() > 1e-4 for k in ended)  # it trained after
+    for name in ended:
+        np.testing.assert_allclose(resumed[name], ended[name], rtol=0, atol=1e-5, err_msg=name)

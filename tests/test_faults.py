@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline import synthetic
+from data_pipeline import cache, splits, synthetic
+from model import presets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Largest difference allowed between the final weights of an interrupted and an uninterrupted
@@ -26,11 +27,30 @@ def data(tmp_path_factory):
     return str(root / "data"), str(root / "cache")
 
 
-def _command(data, model_dir, *extra):
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """16 samples (15 to train on, 1 to validate) whose training cache has 4 shards: written
+    here, with 4 samples per shard, where train.py will find it."""
+    root = tmp_path_factory.mktemp("sharded")
+    data_dir, cache_dir = str(root / "data"), str(root / "cache")
+    synthetic.generate("rhd", data_dir, num_train=16, num_test=2, seed=4, workers=1)
+    config = presets.data_config("smoke", data_dir=data_dir, cache_dir=cache_dir)
+    reader = splits.open_reader(config.data, "train", data_dir)
+    path = cache.cache_path(config, "train")
+    os.makedirs(os.path.dirname(path))
+    meta = cache.write_shards(reader, path, image_size=config.image_size,
+                              view_correction=config.view_correction,
+                              indices=splits.split_indices(config, "train", reader),
+                              samples_per_shard=4)
+    assert len(meta["shards"]) == 4 and meta["num_examples"] == 15
+    return data_dir, cache_dir
+
+
+def _command(data, model_dir, *extra, validate=False):
     data_dir, cache_dir = data
     return [sys.executable, "train.py", "--strategy=cvae", "--preset=smoke", "--image_size=32",
             f"--data_dir={data_dir}", f"--cache_dir={cache_dir}", f"--model_dir={model_dir}",
-            "--eval_every=1000", *extra]
+            *([] if validate else ["--eval_every=1000"]), *extra]
 
 
 def _start(command):
@@ -69,6 +89,18 @@ def _weights(ckpt):
             if name.startswith("model/") and ".OPTIMIZER_SLOT" not in name}
 
 
+def _kill_9_after(command, ckpt):
+    """Starts `command` and kills it with SIGKILL as soon as `ckpt` is written."""
+    proc = _start(command)[0]
+    try:
+        _wait_for(lambda: os.path.exists(f"{ckpt}.index"), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_ends_as_an_uninterrupted_run(data, tmp_path):
     steps = ["--max_steps=8", "--checkpoint_every=2"]
@@ -76,14 +108,7 @@ def test_kill_9_then_the_same_command_ends_as_an_uninterrupted_run(data, tmp_pat
     assert code == 0, out[-3000:]
 
     interrupted = _command(data, tmp_path / "cut", *steps)
-    proc, lines, reader = _start(interrupted)
-    try:
-        _wait_for(lambda: os.path.exists(tmp_path / "cut" / "ckpt-4.index"), proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _kill_9_after(interrupted, tmp_path / "cut" / "ckpt-4")
     # Nothing half-written: config.json parses and the newest checkpoint loads.
     from model import run_config  # pylint: disable=import-outside-toplevel
     run_config.read_run_config(str(tmp_path / "cut" / "config.json"))
@@ -96,6 +121,44 @@ def test_kill_9_then_the_same_command_ends_as_an_uninterrupted_run(data, tmp_pat
     assert sorted(whole) == sorted(cut)
     start = _weights(latest)
     assert any(np.abs(whole[k] - start[k]).max() > 1e-4 for k in whole)  # it trained after
+    for name in whole:
+        np.testing.assert_allclose(cut[name], whole[name], rtol=0, atol=TOLERANCE, err_msg=name)
+
+
+def _validations(out):
+    """{step: 'validation EPE ... (best ..., status, lr ...)'} of train.py's output."""
+    return dict(line.split(": ", 1) for line in out.splitlines()
+                if line.startswith("step ") and ": validation EPE" in line)
+
+
+@pytest.mark.slow
+def test_kill_9_across_shards_and_a_plateau_decay_ends_as_an_uninterrupted_run(sharded,
+                                                                               tmp_path):
+    # Validation every 2 steps with a patience of 1 (the smoke preset's): at this learning rate
+    # EPE improves at steps 2, 4 and 6, then plateaus: a decay at 8 and 10, convergence at 12.
+    steps = ["--max_steps=14", "--checkpoint_every=2", "--eval_every=2", "--learning_rate=1e-3"]
+    code, whole_out = _run(_command(sharded, tmp_path / "whole", *steps, validate=True))
+    assert code == 0, whole_out[-3000:]
+    assert "pre-processing synthetic train" not in whole_out  # it read the 4-shard cache
+
+    interrupted = _command(sharded, tmp_path / "cut", *steps, validate=True)
+    _kill_9_after(interrupted, tmp_path / "cut" / "ckpt-8")
+    latest = tf.train.latest_checkpoint(str(tmp_path / "cut"))
+    reader = tf.train.load_checkpoint(latest)
+    # The killed run had decayed the learning rate, and its stream had gone through every shard
+    # and past the end of an epoch (at least 8 steps x 4 of 15 examples).
+    assert reader.get_tensor("plateau/num_decays/.ATTRIBUTES/VARIABLE_VALUE") >= 1, latest
+    code, out = _run(interrupted)
+    assert code == 0, out[-3000:]
+    # The plateau decisions after the resume (a decay, then convergence) are the uninterrupted
+    # run's: best EPE, patience, decays and learning rate came back with the checkpoint.
+    resumed, whole = _validations(out), _validations(whole_out)
+    assert resumed and all(resumed[step] == whole[step] for step in resumed), (resumed, whole)
+    assert "converged" in resumed["step 12"]
+    assert f"resuming from {latest}" in out and "done at step 12" in out
+    assert "done at step 12" in whole_out
+    whole, cut = (_weights(str(tmp_path / d / "ckpt-12")) for d in ("whole", "cut"))
+    assert sorted(whole) == sorted(cut)
     for name in whole:
         np.testing.assert_allclose(cut[name], whole[name], rtol=0, atol=TOLERANCE, err_msg=name)
 
