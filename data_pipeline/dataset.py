@@ -15,10 +15,7 @@ from data_pipeline import augment as augment_lib
 from data_pipeline import cache as cache_lib
 from data_pipeline.config import DataConfig
 
-SHUFFLE_BUFFER = 1024  # serialized records (a raw 256-px crop is ~0.2 MB)
-# Parallel calls of the per-example map: one per core, fixed rather than autotuned, which on
-# 2 cores ran more work beside the training step than it consumed (benchmarks/loop.py).
-_MAP_THREADS = os.cpu_count() or 1
+SHUFFLE_BUFFER = 1024  # serialized records (a 256-px PNG crop is ~0.1 MB)
 
 
 def sample_cloud(cloud, num_points, seed):
@@ -106,12 +103,10 @@ def _records(path: str, meta: dict, *, shuffle: bool, seed: int, deterministic: 
 
 
 def _finish(ds: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
-    """The pipeline's options, applied last. No prefetch stage: the batched map already works
-    one batch ahead, and on a few cores a deeper autotuned buffer only takes CPU from the
-    training step (benchmarks/loop.py: S4's loop from 0.77 to 0.87 of its step's rate)."""
+    """The pipeline's options and prefetching, applied last."""
     options = tf.data.Options()
     options.deterministic = deterministic
-    return ds.with_options(options)
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size: int = 32,
@@ -139,7 +134,7 @@ def dataset_from_cache(path: str, meta: dict, config: DataConfig, *, batch_size:
         return model_inputs(features, key, image_size=image_size,
                             num_points=config.num_points, augment=augment)
 
-    ds = ds.map(to_example, num_parallel_calls=_MAP_THREADS, deterministic=deterministic)
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return _finish(ds, deterministic)
 
@@ -218,7 +213,7 @@ def paired_dataset_from_cache(path: str, meta: dict, config: DataConfig, *,
                             image_size=image_size, num_points=config.num_points,
                             augment=augment)
 
-    ds = ds.map(to_example, num_parallel_calls=_MAP_THREADS, deterministic=deterministic)
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     unlabelled_ds = ds.batch(unlabelled, drop_remainder=True)
     order = tf.constant(paired_order(batch_size, unlabelled))
 
