@@ -58,6 +58,14 @@ def _child(distribution, model_dir, weights, tf_config=None, module="tests.distr
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _kill_unfinished(procs):
+    """Kills and reaps the processes still running (after a timeout or a failed start)."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def _two_workers_and_one_process(tmp_path, module):
     """Runs `module` as two workers on free ports of 127.0.0.1 and as one process; returns their
     outputs after checking that each exited 0."""
@@ -72,10 +80,7 @@ def _two_workers_and_one_process(tmp_path, module):
                             module=module))
         outputs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        _kill_unfinished(procs)
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
     return outputs
@@ -142,10 +147,7 @@ def _train_py_on_two_workers(data, model_dir, tmp_dirs, *flags):
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         outputs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        _kill_unfinished(procs)
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
     return procs, outputs
