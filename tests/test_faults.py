@@ -113,13 +113,13 @@ def test_kill_9_then_the_same_command_ends_as_an_uninterrupted_run(data, tmp_pat
     from model import run_config  # pylint: disable=import-outside-toplevel
     run_config.read_run_config(str(tmp_path / "cut" / "config.json"))
     latest = tf.train.latest_checkpoint(str(tmp_path / "cut"))
-    _weights(latest)
+    # Read now: the resumed run's checkpoint manager may delete it (it keeps the newest three).
+    start = _weights(latest)
     code, out = _run(interrupted)
     assert code == 0, out[-3000:]
     assert f"resuming from {latest}" in out and "done at step 8" in out
     whole, cut = (_weights(str(tmp_path / d / "ckpt-8")) for d in ("whole", "cut"))
     assert sorted(whole) == sorted(cut)
-    start = _weights(latest)
     assert any(np.abs(whole[k] - start[k]).max() > 1e-4 for k in whole)  # it trained after
     for name in whole:
         np.testing.assert_allclose(cut[name], whole[name], rtol=0, atol=TOLERANCE, err_msg=name)
