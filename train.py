@@ -109,7 +109,7 @@ def main(argv):
     from data_pipeline import cache, dataset
     from data_pipeline.sample import DataError
     from evaluation import inference
-    from model import distribute, run_config, training
+    from model import distribute, run_config, strategies, training
 
     try:
         # A multi-worker strategy must exist before any other TensorFlow work.
@@ -125,7 +125,7 @@ def main(argv):
         # In a fixed order, so that every validation scores the same samples.
         val_ds = dataset.build_dataset(run.data, train_cfg.validate_on,
                                        batch_size=train_cfg.batch_size, seed=train_cfg.seed,
-                                       deterministic=True)
+                                       deterministic=True, modalities=())
         num_val = dataset.dataset_size(run.data, train_cfg.validate_on)
         if distribute.is_chief(distribution):
             run_config.save_run_config(model_dir, run)
@@ -146,7 +146,8 @@ def main(argv):
         train_ds = dataset.build_dataset(
             run.data, "train", batch_size=train_cfg.batch_size, augment=True, shuffle=True,
             repeat=True, drop_remainder=True, seed=train_cfg.seed, deterministic=True,
-            skip=int(trainer.step.numpy()) * train_cfg.batch_size)
+            skip=int(trainer.step.numpy()) * train_cfg.batch_size,
+            modalities=strategies.batch_modalities(run.model))
     except (DataError, ValueError) as e:
         cli.exit_with(e)
     print(f"{'resuming from ' + resumed if resumed else 'starting'}: strategy={FLAGS.strategy} "

@@ -56,14 +56,15 @@ def time_row(key, train_cfg, data_cfg, scratch):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     from data_pipeline import dataset  # pylint: disable=import-outside-toplevel
-    from model import training  # pylint: disable=import-outside-toplevel
+    from model import strategies, training  # pylint: disable=import-outside-toplevel
 
     model_cfg = presets.model_config(FLAGS.preset, data_cfg, strategy=ROWS[key].strategy,
                                      decoders=ROWS[key].decoders)
     train_ds = dataset.build_dataset(data_cfg, "train", batch_size=train_cfg.batch_size,
                                      augment=True, shuffle=True, repeat=True,
                                      drop_remainder=True, seed=train_cfg.seed,
-                                     deterministic=True)
+                                     deterministic=True,
+                                     modalities=strategies.batch_modalities(model_cfg))
     batch = next(iter(train_ds))
     # Separate trainers (same seed, same initial weights): the fit's optimizer state and step
     # counter are not disturbed by the fixed-batch timings.

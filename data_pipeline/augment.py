@@ -101,7 +101,7 @@ def augment(image, keypoints_2d, pose, cloud, params):
       image: (S, S, 3) float32 in [0, 1].
       keypoints_2d: (21, 2) float32 crop pixels.
       pose: (21, 3) float32 normalised pose.
-      cloud: (N, 3) float32 normalised cloud.
+      cloud: (N, 3) float32 normalised cloud, or None (returned as None).
       params: from `sample_params`.
 
     Returns:
@@ -118,7 +118,8 @@ def augment(image, keypoints_2d, pose, cloud, params):
     keypoints_2d = tf.linalg.matvec(A[:2, :2], keypoints_2d) + A[:2, 2]
     Rz = rotation_z(params["angle"])
     pose = tf.linalg.matvec(Rz, pose)
-    cloud = tf.linalg.matvec(Rz, cloud)
+    if cloud is not None:
+        cloud = tf.linalg.matvec(Rz, cloud)
     return image, keypoints_2d, pose, cloud
 
 

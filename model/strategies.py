@@ -35,7 +35,7 @@ from model import encoders as encoders_lib
 from model import latent, losses
 from model.config import STRATEGIES, ModelConfig
 
-__all__ = ["STRATEGIES", "OBJECTIVES", "AlignedLatentModel", "build_model"]
+__all__ = ["STRATEGIES", "OBJECTIVES", "AlignedLatentModel", "batch_modalities", "build_model"]
 
 # Decoder name (ModelConfig) -> key of its output and of its target in a batch.
 OUTPUT_KEYS = {"pose": "pose", "heatmap": "heatmaps", "cloud": "cloud"}
@@ -174,8 +174,7 @@ class AlignedLatentModel(tf.keras.Model):
                                      tf.random.experimental.stateless_fold_in(seed, i))
                        for i, n in enumerate(names)], axis=0)
         predictions = self.decode(z, training=training)
-        targets = {k: tf.concat([batch[k]] * len(names), axis=0)
-                   for k in predictions if k in batch}
+        targets = {k: tf.concat([batch[k]] * len(names), axis=0) for k in predictions}
         errors = losses.per_sample_errors(predictions, targets)
         split = {k: tf.split(v, len(names), axis=0) for k, v in errors.items()}
         labelled = batch.get("labelled")
@@ -202,6 +201,11 @@ class AlignedLatentModel(tf.keras.Model):
         Returns:
           dict of scalar tensors (see the module docstring).
         """
+        missing = [m for m in batch_modalities(self.config) if m not in batch]
+        if missing:
+            raise ValueError(f"compute_losses: strategy {self.config.strategy!r} reads "
+                             f"{missing}, which the batch lacks (build the dataset with "
+                             "modalities=batch_modalities(config))")
         objective = self.objective
         posteriors = self.encode_posteriors(batch["image"], batch.get("cloud"), training)
         terms = self._decode_latents(posteriors, batch, training, seed)
@@ -274,6 +278,15 @@ class ProductOfExpertsModel(AlignedLatentModel):
         joint = latent.product_of_experts([rgb[0], cloud[0]], [rgb[1], cloud[1]],
                                           include_prior=True)
         return {"rgb": rgb, "cloud": cloud, "joint": joint}
+
+
+def batch_modalities(config: ModelConfig) -> Tuple[str, ...]:
+    """The optional batch entries (data_pipeline.dataset.MODALITIES) that training this strategy
+    reads: 'cloud' for a cloud encoder (S3's joint one, S4's) or decoder, 'heatmaps' for a
+    heatmap decoder. S1 reads neither, so its pipeline need not compute them."""
+    reads_cloud = config.strategy in ("kl", "poe") or "cloud" in config.decoder_names
+    return ((("cloud",) if reads_cloud else ())
+            + (("heatmaps",) if "heatmap" in config.decoder_names else ()))
 
 
 _MODELS = {"cvae": ConditionalVAE, "extended": ConditionalVAE, "kl": KLAlignedModel,

@@ -319,6 +319,32 @@ def test_sample_cloud_with_and_without_replacement():
     np.testing.assert_array_equal(dataset.sample_cloud(tf.zeros([0, 3]), 4, seed), np.zeros((4, 3)))
 
 
+def test_sample_cloud_draws_argsorts_first_points():
+    # The subset and order of the definition: the num_points smallest of the uniform keys.
+    cloud = tf.random.stateless_normal([300, 3], [4, 5])
+    for i in range(20):
+        seed = tf.constant([7, i], tf.int64)
+        keys = tf.random.stateless_uniform([300], seed)
+        expected = tf.gather(cloud, tf.argsort(keys)[:40])
+        np.testing.assert_array_equal(dataset.sample_cloud(cloud, 40, seed), expected)
+
+
+def test_left_out_modalities_leave_the_rest_of_each_batch_unchanged(fake_reader, tmp_path):
+    data_dir, _ = fake_reader
+    kwargs = dict(num_points=20, augment=True, shuffle=True, seed=3, deterministic=True)
+    full = list(_build(data_dir, str(tmp_path / "cache"), **kwargs))
+    for modalities in ((), ("heatmaps",), ("cloud",)):
+        lean = list(_build(data_dir, str(tmp_path / "cache"), modalities=modalities, **kwargs))
+        assert len(lean) == len(full)
+        for a, b in zip(full, lean):
+            assert sorted(b) == sorted(k for k in a
+                                       if k not in dataset.MODALITIES or k in modalities)
+            for key in b:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with pytest.raises(ValueError, match=r"modalities must be among .*\['depth'\]"):
+        _build(data_dir, str(tmp_path / "cache"), modalities=("depth",))
+
+
 def test_default_data_dirs_live_under_the_repo():
     from data_pipeline import config  # pylint: disable=import-outside-toplevel
     for data, name in (("synthetic", "synthetic_rhd"), ("rhd", "RHD_published_v2"),

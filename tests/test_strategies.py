@@ -355,3 +355,26 @@ def test_width_multiplier_scales_every_network():
     backbone = encoders.ResNet18Backbone(quarter.resnet_widths)
     backbone(tf.zeros([1, 64, 64, 3]))
     assert abs(backbone.count_params() / 11_186_112 - 1 / 16) < 0.002
+
+
+MODALITIES = {"cvae": (), "extended_heatmap": ("heatmaps",), "extended_cloud": ("cloud",),
+              "extended_both": ("cloud", "heatmaps"), "kl": ("cloud", "heatmaps"),
+              "poe": ("cloud", "heatmaps")}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_batch_needs_only_the_modalities_the_strategy_reads(models, name):
+    needed = strategies.batch_modalities(CASES[name])
+    assert needed == MODALITIES[name]
+    batch = _batch()
+    full = models[name].compute_losses(batch, 1.0, training=False)
+    lean = {k: v for k, v in batch.items() if k not in ("cloud", "heatmaps") or k in needed}
+    # Without training the latents are the means: the same batch gives the same terms.
+    terms = models[name].compute_losses(lean, 1.0, training=False)
+    assert sorted(terms) == sorted(full)
+    for key in full:
+        np.testing.assert_allclose(terms[key], full[key], rtol=1e-6, err_msg=key)
+    for dropped in needed:
+        short = {k: v for k, v in batch.items() if k != dropped}
+        with pytest.raises(ValueError, match=f"reads .*'{dropped}'.*which the batch lacks"):
+            models[name].compute_losses(short, 1.0, training=False)
