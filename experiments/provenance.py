@@ -14,6 +14,9 @@ from data_pipeline.synthetic.builder import MARKER
 
 # The committed results tree: writing results there must not make the next run's code dirty.
 RESULTS_DIR = "results"
+# Paths that cannot alter a result: the results themselves and the Markdown documentation.
+# Commits that differ only there hold the same code, and changes there leave a tree clean.
+_NOT_CODE = (f":(exclude){RESULTS_DIR}", ":(exclude,glob)**/*.md")
 # Label files whose content is hashed (the images are fingerprinted by path and size only).
 _CONTENT_SUFFIXES = (".pickle", ".mat", ".json")
 
@@ -34,12 +37,11 @@ def git_state(repo: str) -> Dict[str, object]:
     Returns:
       {'commit': HEAD's 40-hex hash, or None when repo is not a git checkout (or git is
       missing); 'dirty': whether tracked files differ from HEAD or untracked, unignored files
-      exist outside results/ (None without a checkout); 'dirty_paths': those paths, as
-      `git status --porcelain` lists them}.
+      exist outside results/ and the Markdown files (None without a checkout); 'dirty_paths':
+      those paths, as `git status --porcelain` lists them}.
     """
     head = _git(repo, "rev-parse", "HEAD")
-    status = _git(repo, "status", "--porcelain", "--untracked-files=all", "--", ".",
-                  f":(exclude){RESULTS_DIR}")
+    status = _git(repo, "status", "--porcelain", "--untracked-files=all", "--", ".", *_NOT_CODE)
     if head is None or status is None:
         return {"commit": None, "dirty": None, "dirty_paths": []}
     paths = [line[3:] for line in status.splitlines() if line.strip()]
@@ -117,23 +119,34 @@ def recorded_commits(records: Dict[str, dict]) -> Dict[Optional[str], List[str]]
     return commits
 
 
-def code_refusal(out_dir: str, records: Dict[str, dict], code: Dict[str, object]
-                 ) -> Optional[str]:
+def same_code(repo: str, commit: str, other: str) -> bool:
+    """Whether two commits of repo hold the same code: their trees differ at most in results/
+    and Markdown files (committing finished runs or documentation changes no code). False
+    when either commit is unknown to repo."""
+    changed = _git(repo, "diff", "--name-only", commit, other, "--", ".", *_NOT_CODE)
+    return changed is not None and not changed.strip()
+
+
+def code_refusal(out_dir: str, records: Dict[str, dict], code: Dict[str, object],
+                 repo: Optional[str] = None) -> Optional[str]:
     """Why a new run may not join out_dir's finished runs without a declaration, or None.
 
-    Refused: a checkout with uncommitted changes outside results/ (its code has no commit to
-    name), and finished runs in out_dir made at another commit than HEAD, or with none recorded
-    (runs of older runners, or made outside a git checkout).
+    Refused: a checkout with uncommitted changes outside results/ and the Markdown files (its
+    code has no commit to name), and finished runs in out_dir made by other code than HEAD's:
+    at a commit whose code differs (`same_code` in repo; without repo, any other commit), or
+    with none recorded (runs of older runners, or made outside a git checkout).
     """
     current = code["commit"]
     if code["dirty"]:
         shown = ", ".join(code["dirty_paths"][:5]) + (", ..." if len(code["dirty_paths"]) > 5
                                                       else "")
-        return (f"the checkout has uncommitted changes outside {RESULTS_DIR}/ ({shown}), so "
+        return (f"the checkout has uncommitted changes outside {RESULTS_DIR}/ and the Markdown "
+                f"files ({shown}), so "
                 f"the runs would have no commit that holds their code; commit them, or pass "
                 f"--result_neutral=REASON if the change cannot alter results")
     others = {c: names for c, names in recorded_commits(records).items()
-              if c is None or c != current}
+              if c is None or (c != current and not (
+                  repo and current and same_code(repo, c, current)))}
     if not others:
         return None
     listed = "; ".join(f"{c or 'no commit recorded'}: {', '.join(names[:3])}"

@@ -12,10 +12,10 @@ Each run is `train.py` then `evaluate.py` on the test split, as subprocesses. A 
 recorded at once in <out>/runs/<name>.json, with its provenance (commit, data set, machine;
 experiments/provenance.py), and skipped when the command is started again; an interrupted one
 resumes from its newest checkpoint (train.py does that). A run is refused when the checkout has
-uncommitted changes or <out> holds finished runs of another commit, unless --result_neutral
-declares the change unable to alter results. After every run the aggregates (table1.md, view.md,
-weak.md, stb.md, summary.json, runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png) are
-rebuilt from the records. Models live under --model_root (not committed).
+uncommitted changes or <out> holds finished runs of other code (commits that differ in more than
+results/ and Markdown files), unless --result_neutral declares the change unable to alter
+results. After every run the aggregates (table1.md, view.md, weak.md, stb.md, summary.json,
+runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png) are rebuilt from the records. Models live under --model_root (not committed).
 """
 import json
 import os
@@ -201,7 +201,7 @@ def _check_code(out_dir, code, dry_run=False):
     """The result-neutral declaration to store with a run: FLAGS.result_neutral where
     provenance.code_refusal refuses the run, else None. Exits when it refuses and no
     declaration was given (a dry run only prints it)."""
-    refusal = provenance.code_refusal(out_dir, report.load_records(out_dir), code)
+    refusal = provenance.code_refusal(out_dir, report.load_records(out_dir), code, REPO)
     if refusal is None:
         return None
     if FLAGS.result_neutral is None and not dry_run:

@@ -57,11 +57,43 @@ def test_code_refusal_of_other_commits_and_dirty_trees():
     assert f"the current code is {'a' * 40}" in message and "--result_neutral" in message
     dirty = dict(head, dirty=True, dirty_paths=["model/losses.py"])
     message = provenance.code_refusal("res", {}, dirty)
-    assert "uncommitted changes outside results/ (model/losses.py)" in message
+    assert "uncommitted changes outside results/ and the Markdown files (model/losses.py)" \
+        in message
     # Outside a checkout the code cannot be compared with a finished run's.
     unknown = {"commit": None, "dirty": None, "dirty_paths": []}
     assert provenance.code_refusal("res", {}, unknown) is None
     assert "unknown (not a git checkout)" in provenance.code_refusal("res", same, unknown)
+
+
+def _commit(repo, message):
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
+    return provenance.git_state(str(repo))
+
+
+def test_commits_that_change_only_results_and_documentation_hold_the_same_code(repo):
+    first = provenance.git_state(str(repo))
+    finished = {"r1": {"provenance": {"commit": first["commit"]}}}
+    # Finished runs and a README committed: another commit, the same code, still clean.
+    (repo / "results" / "runs").mkdir()
+    (repo / "results" / "runs" / "r1.json").write_text("{}")
+    (repo / "README.md").write_text("# results so far\n")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "notes.md").write_text("more\n")
+    assert provenance.git_state(str(repo))["dirty"] is False
+    docs = _commit(repo, "results and docs")
+    assert docs["commit"] != first["commit"] and docs["dirty"] is False
+    assert provenance.same_code(str(repo), first["commit"], docs["commit"])
+    assert provenance.code_refusal("res", finished, docs, str(repo)) is None
+    # Without the checkout to compare in, another commit is other code.
+    assert "made by other code" in provenance.code_refusal("res", finished, docs)
+    # A code change is other code; so is a commit the checkout does not know.
+    (repo / "code.py").write_text("x = 3\n")
+    code = _commit(repo, "code")
+    assert not provenance.same_code(str(repo), first["commit"], code["commit"])
+    message = provenance.code_refusal("res", finished, code, str(repo))
+    assert f"{first['commit']}: r1" in message
+    assert not provenance.same_code(str(repo), "f" * 40, code["commit"])
 
 
 def test_record_provenance_of_a_synthetic_set(tmp_path):
