@@ -10,8 +10,11 @@ In one process, for each Table 1 row (S1 and S4 by default) with the preset's ne
           output and the preset's logging and checkpoint cadence included, validation off:
           --fit_steps steps timed after --warmup_steps untimed ones (tracing, the shuffle buffer).
 Pure-step rounds run before and after the fit, so that machine load hits both; the median is
-reported. Prints each time in ms and the rates' ratios update / pure and fit / pure (the goal of
-the loop: fit / pure >= 0.87, at most 15% on top of the step).
+reported. With --repeats R the whole measurement of each row is made R times in turn (fresh
+trainers each time), since the ratio of one measurement moves by about 0.1 with the load of a
+shared machine: the table gives the median of the R ratios and their range. Prints each time in
+ms and the rates' ratios update / pure and fit / pure (the goal of the loop: fit / pure >= 0.87,
+at most 15% on top of the step).
 """
 import dataclasses
 import json
@@ -46,12 +49,14 @@ flags.DEFINE_integer("rounds", 3, "Pure-step rounds before and after the fit, ea
                      lower_bound=1)
 flags.DEFINE_integer("warmup_steps", 30, "Untimed fit steps first.", lower_bound=1)
 flags.DEFINE_integer("fit_steps", 300, "Timed fit steps.", lower_bound=1)
+flags.DEFINE_integer("repeats", 1, "Measurements of every row, made in turn; the table gives "
+                     "the median ratio and the range.", lower_bound=1)
 flags.DEFINE_string("out", None, "Also write the figures, the settings and the commit to this "
                     "JSON file (e.g. results/benchmarks/loop.json).")
 cli.define_verbose_flag()
 
 
-def time_row(key, train_cfg, data_cfg, scratch):
+def time_row(key, train_cfg, data_cfg, scratch, repeat):
     """{'pure', 'update', 'fit'}: seconds per step of one Table 1 row."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -68,7 +73,7 @@ def time_row(key, train_cfg, data_cfg, scratch):
     batch = next(iter(train_ds))
     # Separate trainers (same seed, same initial weights): the fit's optimizer state and step
     # counter are not disturbed by the fixed-batch timings.
-    pure_trainer = training.Trainer(model_cfg, train_cfg, os.path.join(scratch, key, "pure"))
+    pure_trainer = training.Trainer(model_cfg, train_cfg, os.path.join(scratch, key, str(repeat), "pure"))
     pure = tf.function(lambda b: pure_trainer.train_step(b)["total"])
     update = lambda b: pure_trainer.update(b)[0]["total"]  # noqa: E731
     timing.time_steps(pure, batch, 2)  # trace
@@ -78,7 +83,7 @@ def time_row(key, train_cfg, data_cfg, scratch):
 
     warm = FLAGS.warmup_steps
     fit_trainer = training.Trainer(model_cfg, dataclasses.replace(train_cfg, max_steps=warm),
-                                   os.path.join(scratch, key, "fit"))
+                                   os.path.join(scratch, key, str(repeat), "fit"))
     fit_trainer.fit(train_ds)
     fit_trainer.config = dataclasses.replace(train_cfg, max_steps=warm + FLAGS.fit_steps)
     start = time.perf_counter()
@@ -98,21 +103,28 @@ def main(argv):
     train_cfg = run_config.TrainConfig.from_preset(FLAGS.preset)
     data_cfg = presets.data_config(FLAGS.preset, data="synthetic", data_dir=FLAGS.data_dir,
                                    cache_dir=FLAGS.cache_dir)
-    results = {}
+    results = {key: [] for key in FLAGS.rows}
     with tempfile.TemporaryDirectory(prefix="loop_") as scratch:
-        for key in FLAGS.rows:
-            results[key] = time_row(key, train_cfg, data_cfg, scratch)
-            t = results[key]
-            print(f"{key}: pure {t['pure'] * 1e3:.1f} ms, update {t['update'] * 1e3:.1f} ms, "
-                  f"fit {t['fit'] * 1e3:.1f} ms a step", flush=True)
+        for repeat in range(FLAGS.repeats):
+            for key in FLAGS.rows:
+                t = time_row(key, train_cfg, data_cfg, scratch, repeat)
+                results[key].append(t)
+                print(f"{key} ({repeat + 1}/{FLAGS.repeats}): pure {t['pure'] * 1e3:.1f} ms, "
+                      f"update {t['update'] * 1e3:.1f} ms, fit {t['fit'] * 1e3:.1f} ms a step, "
+                      f"fit/pure rate {t['pure'] / t['fit']:.2f}", flush=True)
     lines = [f"preset={FLAGS.preset} image={data_cfg.image_size} batch={train_cfg.batch_size} "
-             f"points={data_cfg.num_points} fit_steps={FLAGS.fit_steps} cpus={os.cpu_count()}",
+             f"points={data_cfg.num_points} fit_steps={FLAGS.fit_steps} "
+             f"repeats={FLAGS.repeats} cpus={os.cpu_count()}",
              "row      pure ms  update ms   fit ms   update/pure rate   fit/pure rate "
-             "(goal >= 0.87)"]
-    for key, t in results.items():
-        lines.append(f"{key:7s} {t['pure'] * 1e3:8.1f} {t['update'] * 1e3:10.1f} "
-                     f"{t['fit'] * 1e3:8.1f} {t['pure'] / t['update']:18.2f} "
-                     f"{t['pure'] / t['fit']:15.2f}")
+             "(goal >= 0.87)   fit/pure range"]
+    for key, times in results.items():
+        median = {k: statistics.median(t[k] for t in times) for k in ("pure", "update", "fit")}
+        update_rate = statistics.median(t["pure"] / t["update"] for t in times)
+        fit_rates = [t["pure"] / t["fit"] for t in times]
+        lines.append(f"{key:7s} {median['pure'] * 1e3:8.1f} {median['update'] * 1e3:10.1f} "
+                     f"{median['fit'] * 1e3:8.1f} {update_rate:18.2f} "
+                     f"{statistics.median(fit_rates):15.2f} "
+                     f"{min(fit_rates):15.2f}-{max(fit_rates):.2f}")
     print("\n".join(lines))
     if FLAGS.out:
         from experiments import provenance  # pylint: disable=import-outside-toplevel

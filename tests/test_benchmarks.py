@@ -56,16 +56,22 @@ def test_loop_times_the_pure_step_update_and_fit_and_records_the_commit(tmp_path
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "loop.py"), "--preset=smoke",
          "--rows=s1", f"--data_dir={data_dir}", f"--cache_dir={tmp_path / 'cache'}",
-         "--steps=1", "--rounds=1", "--warmup_steps=1", "--fit_steps=2", f"--out={out}"],
+         "--steps=1", "--rounds=1", "--warmup_steps=1", "--fit_steps=2", "--repeats=2",
+         f"--out={out}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["code"]["commit"] == provenance.git_state(REPO)["commit"]
-    times = record["seconds_per_step"]["s1"]
-    assert sorted(times) == ["fit", "pure", "update"] and all(t > 0 for t in times.values())
+    repeats = record["seconds_per_step"]["s1"]
+    assert len(repeats) == 2
+    for times in repeats:
+        assert sorted(times) == ["fit", "pure", "update"] and all(t > 0 for t in times.values())
+    rates = sorted(t["pure"] / t["fit"] for t in repeats)
     row = record["table"][2].split()
-    assert row[0] == "s1" and float(row[-1]) == pytest.approx(times["pure"] / times["fit"],
-                                                              abs=0.006)
-    # Two fits, to the warm-up step and then 2 steps on: the second one's last progress line.
-    assert "train: step 3/3" in done.stdout
+    assert row[0] == "s1" and float(row[-2]) == pytest.approx(sum(rates) / 2, abs=0.006)
+    low, high = map(float, row[-1].split("-"))
+    assert (low, high) == (pytest.approx(rates[0], abs=0.006), pytest.approx(rates[1], abs=0.006))
+    # Per repeat two fits, to the warm-up step and then 2 steps on: the second one's last
+    # progress line.
+    assert done.stdout.count("train: step 3/3") == 2
