@@ -6,6 +6,7 @@ so partial results are complete files at any moment.
 """
 import json
 import os
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -21,6 +22,16 @@ from experiments import suites
 # synthetic set's visibility), inclusive ranges; about a quarter, a half and a quarter of the
 # synthetic test split.
 OCCLUSION_BINS = ((0, 5), (6, 9), (10, 21))
+
+
+_VALIDATION_LINE = re.compile(r"^\s*step (\d+): validation EPE ([0-9.]+) mm", re.MULTILINE)
+
+
+def validation_curve(log_text):
+    """[[step, validation EPE in mm], ...] by step from train.py's output (a run's log.txt,
+    appended over resumed attempts: the last line of a step counts)."""
+    curve = {int(step): float(epe) for step, epe in _VALIDATION_LINE.findall(log_text)}
+    return [[step, curve[step]] for step in sorted(curve)]
 
 
 def load_records(out_dir: str) -> Dict[str, dict]:

@@ -160,6 +160,8 @@ def _run_one(run, out_dir, model_root, data, data_dir, origin):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     steps = int(re.search(r"ckpt-(\d+)$", metrics["checkpoint"]).group(1))
+    with open(log, encoding="utf-8") as f:
+        curve = report.validation_curve(f.read())
     record = {"name": run.name, "row": run.row.name, "row_key": run.row.key,
               "strategy": run.row.strategy, "decoders": list(run.row.decoders),
               "view_correction": run.row.view_correction,
@@ -167,7 +169,7 @@ def _run_one(run, out_dir, model_root, data, data_dir, origin):
               "labelled_only": run.row.labelled_only,
               "unlabelled_batch_size": run.row.unlabelled_batch_size, "seed": run.seed,
               "preset": FLAGS.preset, "data": data, "data_dir": _portable(data_dir),
-              "steps": steps,
+              "steps": steps, "validation_epe_mm": curve,
               "train_seconds": train_seconds, "eval_seconds": eval_seconds,
               "model_dir": os.path.relpath(model_dir, REPO),
               "eval_dir": os.path.relpath(eval_dir, REPO),

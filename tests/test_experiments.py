@@ -63,6 +63,18 @@ def _record(run, epe, tmp_path):
                         "pck": np.clip(np.array(thresholds) / epe / 2, 0, 1).tolist()}}
 
 
+def test_validation_curve_from_a_log_appended_over_a_resumed_run():
+    log = ("starting: strategy=poe\n"
+           "train: step 1/6, 2.00 steps/s, ETA 0:03, loss 3.1\n"
+           "step 2: validation EPE 55.20 mm (best 55.20, improved, lr 1.0e-03)\n"
+           "step 4: validation EPE 54.91 mm (best 54.91, improved, lr 1.0e-03)\n"
+           "resuming from runs/x/ckpt-2: strategy=poe\n"
+           "step 4: validation EPE 54.90 mm (best 54.90, improved, lr 1.0e-03)\n"
+           "step 6: validation EPE 60.00 mm (best 54.90, patience 1/3, lr 1.0e-03)\n")
+    assert report.validation_curve(log) == [[2, 55.2], [4, 54.9], [6, 60.0]]
+    assert report.validation_curve("no validation here\n") == []
+
+
 def test_tables_are_built_from_the_finished_runs(tmp_path):
     out = str(tmp_path / "results")
     epe = {"s1_seed0": 30.0, "s1_seed1": 32.0, "s1_seed2": 34.0, "s4_seed0": 25.0,
@@ -221,6 +233,7 @@ def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(tmp
     record = json.loads((out / "runs" / "s4_noview_seed0.json").read_text())
     assert record["steps"] == 4 and record["config"]["data"]["view_correction"] is False
     assert record["metrics"]["num_samples"] == 4
+    assert [step for step, _ in record["validation_epe_mm"]] == [2, 4]  # smoke: every 2 steps
     origin = record["provenance"]
     assert (origin["commit"], origin["dirty"]) == (code["commit"], code["dirty"])
     assert origin["result_neutral"] in ((None,) if not declare else
