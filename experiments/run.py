@@ -7,6 +7,8 @@ r"""Runs the paper's experiments in kind and writes their tables and figures.
   python -m experiments.run --suite=all             # all four (make experiments)
   python -m experiments.run --suite=table1 --preset=paper --data=rhd   # with the data and a GPU
   python -m experiments.run --rescore               # every finished run's model, scored again
+  python -m experiments.run --suite=table1 --rows=s1,s4 --seeds=1 --max_steps=10000 \
+      --out=results/long                            # a subset of rows, another budget
 
 Each run is `train.py` then `evaluate.py` on the test split, as subprocesses. A finished run is
 recorded at once in <out>/runs/<name>.json, with its provenance (commit, data set, machine;
@@ -48,6 +50,9 @@ flags.DEFINE_string("stb_dir", None,
                     "with --data=stb, --data_dir; else data/STB).")
 flags.DEFINE_enum("preset", "experiment", presets.NAMES,
                   "train.py --preset of every run.")
+flags.DEFINE_list("rows", None, "Only the runs of these rows of the chosen suites, by key "
+                  "(s1, s4, s4_noview, s4_weak_m10, ...; --dry_run lists the runs); default: "
+                  "every row.")
 flags.DEFINE_integer("seeds", 3, "Seeds of S1 and S4, S4 without view correction and both S4 "
                      "arms of the weak curves at 10% labels; the other rows get one.",
                      lower_bound=1)
@@ -263,6 +268,13 @@ def main(argv):
                    + (" (synthetic, STB format)" if FLAGS.data == "synthetic" else ""))
     chosen = suites.SUITES if FLAGS.suite == "all" else (FLAGS.suite,)
     runs = suites.suite_runs(chosen, FLAGS.seeds)
+    if FLAGS.rows is not None:
+        keys = {run.row.key for run in runs}
+        unknown = sorted(set(FLAGS.rows) - keys)
+        if unknown or not FLAGS.rows:
+            sys.exit(f"error: --rows={','.join(FLAGS.rows)}: {unknown or 'no row'} not among the "
+                     f"rows of {', '.join(chosen)} ({', '.join(sorted(keys))})")
+        runs = [run for run in runs if run.row.key in FLAGS.rows]
     max_steps = FLAGS.max_steps or presets.section(FLAGS.preset, "train")["max_steps"]
     done = report.load_records(out_dir)
     rows = suites.all_rows()

@@ -174,6 +174,20 @@ def _runner(*args):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
+def test_runner_rows_flag_keeps_the_chosen_rows_and_names_unknown_ones(tmp_path):
+    args = ["--suite=table1", "--seeds=3", f"--out={tmp_path / 'results'}", "--dry_run",
+            f"--model_root={tmp_path / 'runs'}"]
+    listed = _runner(*args, "--rows=s1,s4")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "6 runs in table1: 0 finished" in listed.stdout
+    names = [line.split(":")[0].strip() for line in listed.stdout.splitlines()
+             if line.startswith("  s")]
+    assert names == [f"s{k}_seed{seed}" for seed in range(3) for k in (1, 4)]
+    wrong = _runner(*args, "--rows=s1,s4_noview")
+    assert wrong.returncode != 0
+    assert "--rows=s1,s4_noview: ['s4_noview'] not among the rows of table1" in wrong.stderr
+
+
 def test_runner_lists_the_stb_suite_and_refuses_runs_of_other_code(tmp_path):
     out = tmp_path / "results"
     empty = tmp_path / "empty"
