@@ -86,3 +86,8 @@ def test_train_rejects_bad_flags():
     assert result.returncode != 0
     assert ("error: --labelled_fraction: DataConfig.labelled_fraction must be in [0, 1], got 2.0"
             in result.stderr)
+    # Paired weak-supervision batches need unlabelled samples to pair with.
+    result = _run("train.py", "--preset=smoke", "--unlabelled_batch_size=4")
+    assert result.returncode != 0
+    assert ("error: --unlabelled_batch_size: DataConfig.unlabelled_batch_size > 0 needs "
+            "unlabelled training samples" in result.stderr)
