@@ -5,8 +5,11 @@ PY := $(abspath $(VENV))/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 DATA_DIR ?= data/synthetic_rhd
 DEMO_DIR ?= runs/demo
+# The experiment suites' data set (experiments/run.py generates the same one).
+EXPERIMENT_DATA := data/synthetic_experiments
+RECORD := $(PY) benchmarks/record.py
 
-.PHONY: venv ops data test demo experiments clean
+.PHONY: venv ops data test demo experiments benchmarks clean
 
 venv: $(STAMP)
 
@@ -33,14 +36,25 @@ demo: ops data
 	$(PY) evaluate.py --ckpt=$(DEMO_DIR) --out=$(DEMO_DIR)/eval_test
 	$(PY) -m evaluation.mean_pose --data=synthetic --data_dir=$(DATA_DIR) --image_size=64 --out=$(DEMO_DIR)/mean_pose/predictions.npz
 	$(PY) evaluate.py --predictions=$(DEMO_DIR)/mean_pose/predictions.npz --out=$(DEMO_DIR)/mean_pose
-	@$(PY) -c 'import json, sys; m, r = (json.load(open(p))["epe_mean_mm"] for p in sys.argv[1:]); print(f"test EPE: model {m:.2f} mm, training mean pose {r:.2f} mm, ratio {m / r:.2f}")' $(DEMO_DIR)/eval_test/metrics.json $(DEMO_DIR)/mean_pose/metrics.json
-	@echo "metrics: $(DEMO_DIR)/eval_test/metrics.json (the mean-pose reference: $(DEMO_DIR)/mean_pose/metrics.json)"
+	$(PY) -m experiments.demo --model=$(DEMO_DIR) --data_dir=$(DATA_DIR) --out=results/demo.json
 	@echo "figures: $(DEMO_DIR)/eval_test/*.png, $(DEMO_DIR)/inspect/*.png"
 
 # The paper's experiments in kind (Table 1, the viewpoint ablation, weak supervision, Table 2's
 # STB column) on generated synthetic sets; resumable, results in results/ (README, Results).
 experiments: ops
 	$(PY) -m experiments.run --suite=all
+
+# Every benchmark figure the README quotes, each into results/benchmarks/<name>.json with the
+# command and the commit (benchmarks/record.py); run on a quiet machine, one at a time.
+benchmarks: ops data
+	test -f $(EXPERIMENT_DATA)/synthetic.json || $(PY) -m data_pipeline.synthetic --format=rhd --out=$(EXPERIMENT_DATA) --num_train=6000 --num_test=1000 --seed=0
+	$(RECORD) --out=results/benchmarks/emd.json -- benchmarks/emd.py
+	$(RECORD) --out=results/benchmarks/pipeline.json -- benchmarks/pipeline.py
+	$(RECORD) --out=results/benchmarks/train_step_experiment.json -- benchmarks/train_step.py --preset=experiment
+	$(RECORD) --out=results/benchmarks/train_step_paper.json -- benchmarks/train_step.py --preset=paper --rows=s1,s4 --rounds=1 --steps=2 --pipeline_batches=5
+	$(RECORD) --out=results/benchmarks/pose_head_fixed.json -- benchmarks/pose_head.py --preset=experiment --data_dir=$(EXPERIMENT_DATA)
+	$(RECORD) --out=results/benchmarks/pose_head_stream.json -- benchmarks/pose_head.py --preset=experiment --data_dir=$(EXPERIMENT_DATA) --stream --steps=1000 --eval_every=250
+	$(PY) benchmarks/loop.py --preset=experiment --rows=s1,s4 --fit_steps=300 --repeats=3 --out=results/benchmarks/loop_experiment.json
 
 clean:
 	rm -rf $(VENV) tf_ops/build

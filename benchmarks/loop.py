@@ -17,7 +17,6 @@ ms and the rates' ratios update / pure and fit / pure (the goal of the loop: fit
 at most 15% on top of the step).
 """
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ cli.quiet_tensorflow(sys.argv)
 from absl import app, flags  # noqa: E402
 
 from experiments import suites  # noqa: E402
-from benchmarks import timing  # noqa: E402
+from benchmarks import record, timing  # noqa: E402
 from model import presets  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -51,8 +50,8 @@ flags.DEFINE_integer("warmup_steps", 30, "Untimed fit steps first.", lower_bound
 flags.DEFINE_integer("fit_steps", 300, "Timed fit steps.", lower_bound=1)
 flags.DEFINE_integer("repeats", 1, "Measurements of every row, made in turn; the table gives "
                      "the median ratio and the range.", lower_bound=1)
-flags.DEFINE_string("out", None, "Also write the figures, the settings and the commit to this "
-                    "JSON file (e.g. results/benchmarks/loop.json).")
+flags.DEFINE_string("out", None, "Also write the table, the times, the command and the commit "
+                    "to this JSON file (benchmarks/record.py; e.g. results/benchmarks/loop.json).")
 cli.define_verbose_flag()
 
 
@@ -127,16 +126,8 @@ def main(argv):
                      f"{min(fit_rates):15.2f}-{max(fit_rates):.2f}")
     print("\n".join(lines))
     if FLAGS.out:
-        from experiments import provenance  # pylint: disable=import-outside-toplevel
-        record = {"command": " ".join(["python", "benchmarks/loop.py"] + sys.argv[1:]),
-                  "code": provenance.git_state(REPO), "cpus": os.cpu_count(),
-                  "seconds_per_step": results, "table": lines}
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-        tmp = FLAGS.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, FLAGS.out)
-
+        record.write_record(FLAGS.out, " ".join(["python", "benchmarks/loop.py"] + sys.argv[1:]),
+                            lines, seconds_per_step=results)
 
 if __name__ == "__main__":
     app.run(main)

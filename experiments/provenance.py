@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from typing import Dict, List, Optional
 
 from data_pipeline.synthetic.builder import MARKER
@@ -91,6 +92,13 @@ def generator_settings(data_dir: str) -> Optional[dict]:
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def portable(value, repo: str):
+    """value (a string or JSON-able object) with repo's paths and this interpreter written
+    relative to the repository, so that committed results name no machine's directories."""
+    text = json.dumps(value).replace(sys.executable, "python").replace(repo + os.sep, "")
+    return json.loads(text)
 
 
 def run_provenance(data_dir: str, code: Dict[str, object],

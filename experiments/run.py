@@ -78,10 +78,7 @@ cli.define_verbose_flag()
 
 
 def _portable(value):
-    """value (a string or JSON-able object) with this checkout's paths and interpreter written
-    relative to the repository, so that committed results name no machine's directories."""
-    text = json.dumps(value).replace(sys.executable, "python").replace(REPO + os.sep, "")
-    return json.loads(text)
+    return provenance.portable(value, REPO)
 
 
 def _module(name, *args):

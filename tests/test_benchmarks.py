@@ -68,10 +68,36 @@ def test_loop_times_the_pure_step_update_and_fit_and_records_the_commit(tmp_path
     for times in repeats:
         assert sorted(times) == ["fit", "pure", "update"] and all(t > 0 for t in times.values())
     rates = sorted(t["pure"] / t["fit"] for t in repeats)
-    row = record["table"][2].split()
+    row = record["lines"][2].split()
     assert row[0] == "s1" and float(row[-2]) == pytest.approx(sum(rates) / 2, abs=0.006)
     low, high = map(float, row[-1].split("-"))
     assert (low, high) == (pytest.approx(rates[0], abs=0.006), pytest.approx(rates[1], abs=0.006))
     # Per repeat two fits, to the warm-up step and then 2 steps on: the second one's last
     # progress line.
     assert done.stdout.count("train: step 3/3") == 2
+
+
+def test_record_keeps_what_a_benchmark_printed_with_its_commit(tmp_path):
+    from experiments import provenance
+
+    out = tmp_path / "emd.json"
+
+    def record(*args):
+        return subprocess.run(
+            [sys.executable, os.path.join(REPO, "benchmarks", "record.py"), f"--out={out}", "--",
+             "benchmarks/emd.py", *args], cwd=tmp_path, capture_output=True, text=True,
+            timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    done = record("--batch=2", "--sizes=8", "--repeats=1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    saved = json.loads(out.read_text())
+    assert saved["command"] == "python benchmarks/emd.py --batch=2 --sizes=8 --repeats=1"
+    assert saved["code"]["commit"] == provenance.git_state(REPO)["commit"]
+    assert saved["cpus"] == os.cpu_count()
+    printed = [line for line in done.stdout.splitlines() if not line.startswith("record: ")]
+    assert saved["lines"] == printed and saved["lines"][-1].startswith("N = 8: op ")
+    # A failing benchmark leaves the previous record as it was.
+    before = out.read_text()
+    failed = record("--sizes=eight")
+    assert failed.returncode != 0 and f"{out} not written" in failed.stderr
+    assert out.read_text() == before

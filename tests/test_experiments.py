@@ -329,3 +329,43 @@ def test_occlusion_table_averages_the_seeds_with_predictions(tmp_path):
     # Hidden keypoints: the first 10 of sample 1, off by 4 and 8 mm in the two seeds.
     assert "| S1 cvae | 2 | 3.00 | - | 6.00 | 6.00 |" in text
     assert "S4 poe" not in text
+
+
+def test_demo_record_sets_the_model_beside_the_mean_pose_with_provenance(tmp_path):
+    import subprocess
+    import sys
+
+    from data_pipeline.synthetic.builder import MARKER
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model, data = tmp_path / "demo", tmp_path / "data"
+    for sub in ("eval_test", "mean_pose"):
+        (model / sub).mkdir(parents=True)
+    data.mkdir()
+    (data / MARKER).write_text(json.dumps({"format": "rhd", "seed": 0}))
+    metrics = {"epe_mean_mm": 45.0, "epe_median_mm": 44.0, "auc_0_50": 0.25, "auc_20_50": 0.38,
+               "num_samples": 200, "pck": [0.1]}
+    (model / "eval_test" / "metrics.json").write_text(
+        json.dumps(dict(metrics, checkpoint=str(model / "ckpt-1500"))))
+    (model / "mean_pose" / "metrics.json").write_text(json.dumps(dict(metrics, epe_mean_mm=60.0)))
+    (model / "config.json").write_text(json.dumps({"train": {"max_steps": 1500}}))
+    out = tmp_path / "results" / "demo.json"
+
+    def demo(*args):
+        return subprocess.run([sys.executable, "-m", "experiments.demo", f"--model={model}",
+                               f"--data_dir={data}", *args], cwd=repo, capture_output=True,
+                              text=True, timeout=120)
+
+    done = demo(f"--out={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "test EPE: model 45.00 mm, training mean pose 60.00 mm, ratio 0.75" in done.stdout
+    record = json.loads(out.read_text())
+    assert record["ratio"] == pytest.approx(0.75) and record["model"]["num_samples"] == 200
+    assert record["mean_pose"]["epe_mean_mm"] == 60.0 and "pck" not in record["model"]
+    assert record["config"] == {"train": {"max_steps": 1500}}
+    assert record["provenance"]["data"]["generator"] == {"format": "rhd", "seed": 0}
+    assert record["checkpoint"].endswith("ckpt-1500")
+    (model / "mean_pose" / "metrics.json").unlink()
+    missing = demo(f"--out={out}")
+    assert missing.returncode != 0 and "mean_pose/metrics.json: not readable" in missing.stderr
+    assert json.loads(out.read_text()) == record  # the last record is kept
