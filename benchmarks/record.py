@@ -25,8 +25,6 @@ from evaluation.files import atomic_write  # noqa: E402
 from experiments import provenance  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "JSON file for the record (e.g. results/benchmarks/emd.json).")
-flags.mark_flag_as_required("out")
 
 
 def write_record(path, command, lines, **extra):
@@ -58,4 +56,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not at import: benchmarks that import write_record have an --out of their own.
+    flags.DEFINE_string("out", None, "JSON file for the record (e.g. "
+                        "results/benchmarks/emd.json).")
+    flags.mark_flag_as_required("out")
     app.run(main)
