@@ -66,11 +66,13 @@ def test_loop_times_the_pure_step_update_and_fit_and_records_the_commit(tmp_path
     repeats = record["seconds_per_step"]["s1"]
     assert len(repeats) == 2
     for times in repeats:
-        assert sorted(times) == ["fit", "pure", "update"] and all(t > 0 for t in times.values())
+        assert sorted(times) == ["fit", "pure", "teardown", "update"]
+        assert all(times[k] > 0 for k in ("fit", "pure", "update")) and times["teardown"] >= 0
     rates = sorted(t["pure"] / t["fit"] for t in repeats)
     row = record["lines"][2].split()
-    assert row[0] == "s1" and float(row[-2]) == pytest.approx(sum(rates) / 2, abs=0.006)
-    low, high = map(float, row[-1].split("-"))
+    assert row[0] == "s1" and float(row[-3]) == pytest.approx(sum(rates) / 2, abs=0.006)
+    assert float(row[-1]) == pytest.approx(max(t["teardown"] for t in repeats), abs=0.06)
+    low, high = map(float, row[-2].split("-"))
     assert (low, high) == (pytest.approx(rates[0], abs=0.006), pytest.approx(rates[1], abs=0.006))
     # Per repeat two fits, to the warm-up step and then 2 steps on: the second one's last
     # progress line.
