@@ -12,8 +12,8 @@ In one process, for each Table 1 row (S1 and S4 by default) with the preset's ne
           up to the end of the last step's checkpoint.
   teardown  the rest of the fit call: the training pipeline's iterator is destroyed when fit
           returns, which on these machines sometimes blocks for seconds (the fit call then ends
-          at a multiple of about 20.5 s after the iterator was made); a train.py process pays
-          it once, at its end, so it is reported apart, not spread over the steps.
+          at a whole multiple of one period after the iterator was made); a train.py process
+          pays it once, at its end, so it is reported apart, not spread over the steps.
 Pure-step rounds run before and after the fit, so that machine load hits both; the median is
 reported. With --repeats R the whole measurement of each row is made R times in turn (fresh
 trainers each time), since the ratio of one measurement moves by about 0.1 with the load of a

@@ -28,9 +28,10 @@ FLAGS = flags.FLAGS
 
 
 def write_record(path, command, lines, **extra):
-    """Writes {command, code, cpus, lines, **extra} to path as JSON (atomically)."""
-    record = {"command": command, "code": provenance.git_state(REPO), "cpus": os.cpu_count(),
-              "lines": list(lines), **extra}
+    """Writes {command, code, cpus, lines, **extra} to path as JSON (atomically), with this
+    checkout's paths written relative to it (committed records name no machine's directories)."""
+    record = provenance.portable({"command": command, "code": provenance.git_state(REPO),
+                                  "cpus": os.cpu_count(), "lines": list(lines), **extra}, REPO)
     text = json.dumps(record, indent=1) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 

@@ -103,3 +103,14 @@ def test_record_keeps_what_a_benchmark_printed_with_its_commit(tmp_path):
     failed = record("--sizes=eight")
     assert failed.returncode != 0 and f"{out} not written" in failed.stderr
     assert out.read_text() == before
+
+
+def test_a_record_names_no_directory_of_this_machine(tmp_path):
+    from benchmarks import record
+
+    path = record.write_record(str(tmp_path / "r.json"), "python benchmarks/x.py",
+                               [f"pre-processing -> {REPO}/data/cache/train-1", "done"],
+                               extra={"dir": os.path.join(REPO, "runs", "a")})
+    saved = json.loads(open(path, encoding="utf-8").read())
+    assert saved["lines"] == ["pre-processing -> data/cache/train-1", "done"]
+    assert saved["extra"] == {"dir": "runs/a"}
