@@ -15,9 +15,12 @@ from data_pipeline.synthetic.builder import MARKER
 
 # The committed results tree: writing results there must not make the next run's code dirty.
 RESULTS_DIR = "results"
-# Paths that cannot alter a result: the results themselves and the Markdown documentation.
-# Commits that differ only there hold the same code, and changes there leave a tree clean.
-_NOT_CODE = (f":(exclude){RESULTS_DIR}", ":(exclude,glob)**/*.md")
+# Paths that cannot alter a result: the results themselves, the Markdown documentation, and the
+# tests, benchmarks and CI script, which no module of a run imports (tests/test_provenance.py
+# checks that). Commits that differ only there hold the same code, and changes there leave a
+# tree clean.
+NOT_CODE_DIRS = (RESULTS_DIR, "tests", "benchmarks", ".ci")
+_NOT_CODE = tuple(f":(exclude){d}" for d in NOT_CODE_DIRS) + (":(exclude,glob)**/*.md",)
 # Label files whose content is hashed (the images are fingerprinted by path and size only).
 _CONTENT_SUFFIXES = (".pickle", ".mat", ".json")
 
@@ -38,7 +41,7 @@ def git_state(repo: str) -> Dict[str, object]:
     Returns:
       {'commit': HEAD's 40-hex hash, or None when repo is not a git checkout (or git is
       missing); 'dirty': whether tracked files differ from HEAD or untracked, unignored files
-      exist outside results/ and the Markdown files (None without a checkout); 'dirty_paths':
+      exist outside `NOT_CODE_DIRS` and the Markdown files (None without a checkout); 'dirty_paths':
       those paths, as `git status --porcelain` lists them}.
     """
     head = _git(repo, "rev-parse", "HEAD")
@@ -128,9 +131,9 @@ def recorded_commits(records: Dict[str, dict]) -> Dict[Optional[str], List[str]]
 
 
 def same_code(repo: str, commit: str, other: str) -> bool:
-    """Whether two commits of repo hold the same code: their trees differ at most in results/
-    and Markdown files (committing finished runs or documentation changes no code). False
-    when either commit is unknown to repo."""
+    """Whether two commits of repo hold the same code: their trees differ at most in
+    `NOT_CODE_DIRS` and Markdown files (committing finished runs, documentation or tests changes
+    no code). False when either commit is unknown to repo."""
     changed = _git(repo, "diff", "--name-only", commit, other, "--", ".", *_NOT_CODE)
     return changed is not None and not changed.strip()
 
@@ -139,8 +142,8 @@ def code_refusal(out_dir: str, records: Dict[str, dict], code: Dict[str, object]
                  repo: Optional[str] = None) -> Optional[str]:
     """Why a new run may not join out_dir's finished runs without a declaration, or None.
 
-    Refused: a checkout with uncommitted changes outside results/ and the Markdown files (its
-    code has no commit to name), and finished runs in out_dir made by other code than HEAD's:
+    Refused: a checkout with uncommitted changes outside `NOT_CODE_DIRS` and the Markdown files
+    (its code has no commit to name), and finished runs in out_dir made by other code than HEAD's:
     at a commit whose code differs (`same_code` in repo; without repo, any other commit), or
     with none recorded (runs of older runners, or made outside a git checkout).
     """
@@ -148,8 +151,8 @@ def code_refusal(out_dir: str, records: Dict[str, dict], code: Dict[str, object]
     if code["dirty"]:
         shown = ", ".join(code["dirty_paths"][:5]) + (", ..." if len(code["dirty_paths"]) > 5
                                                       else "")
-        return (f"the checkout has uncommitted changes outside {RESULTS_DIR}/ and the Markdown "
-                f"files ({shown}), so "
+        return (f"the checkout has uncommitted changes outside "
+                f"{', '.join(d + '/' for d in NOT_CODE_DIRS)} and the Markdown files ({shown}), so "
                 f"the runs would have no commit that holds their code; commit them, or pass "
                 f"--result_neutral=REASON if the change cannot alter results")
     others = {c: names for c, names in recorded_commits(records).items()

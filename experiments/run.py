@@ -15,8 +15,8 @@ recorded at once in <out>/runs/<name>.json, with its provenance (commit, data se
 experiments/provenance.py), and skipped when the command is started again; an interrupted one
 resumes from its newest checkpoint (train.py does that). A run is refused when the checkout has
 uncommitted changes or <out> holds finished runs of other code (commits that differ in more than
-results/ and Markdown files), unless --result_neutral declares the change unable to alter
-results. After every run the aggregates (table1.md, view.md, weak.md, stb.md, summary.json,
+results/, tests/, benchmarks/, .ci/ and Markdown files), unless --result_neutral declares the
+change unable to alter results. After every run the aggregates (table1.md, view.md, weak.md, stb.md, summary.json,
 runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png) are rebuilt from the records. Models live under --model_root (not committed).
 """
 import json

@@ -1,6 +1,7 @@
 """Run provenance: the checkout's commit and dirt, the data set's identity, the refusal."""
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -57,8 +58,8 @@ def test_code_refusal_of_other_commits_and_dirty_trees():
     assert f"the current code is {'a' * 40}" in message and "--result_neutral" in message
     dirty = dict(head, dirty=True, dirty_paths=["model/losses.py"])
     message = provenance.code_refusal("res", {}, dirty)
-    assert "uncommitted changes outside results/ and the Markdown files (model/losses.py)" \
-        in message
+    assert ("uncommitted changes outside results/, tests/, benchmarks/, .ci/ and the Markdown "
+            "files (model/losses.py)") in message
     # Outside a checkout the code cannot be compared with a finished run's.
     unknown = {"commit": None, "dirty": None, "dirty_paths": []}
     assert provenance.code_refusal("res", {}, unknown) is None
@@ -71,7 +72,7 @@ def _commit(repo, message):
     return provenance.git_state(str(repo))
 
 
-def test_commits_that_change_only_results_and_documentation_hold_the_same_code(repo):
+def test_commits_that_change_only_results_documentation_and_tests_hold_the_same_code(repo):
     first = provenance.git_state(str(repo))
     finished = {"r1": {"provenance": {"commit": first["commit"]}}}
     # Finished runs and a README committed: another commit, the same code, still clean.
@@ -80,6 +81,9 @@ def test_commits_that_change_only_results_and_documentation_hold_the_same_code(r
     (repo / "README.md").write_text("# results so far\n")
     (repo / "docs").mkdir()
     (repo / "docs" / "notes.md").write_text("more\n")
+    for directory in ("tests", "benchmarks", ".ci"):
+        (repo / directory).mkdir()
+        (repo / directory / "check.py").write_text("y = 2\n")
     assert provenance.git_state(str(repo))["dirty"] is False
     docs = _commit(repo, "results and docs")
     assert docs["commit"] != first["commit"] and docs["dirty"] is False
@@ -94,6 +98,24 @@ def test_commits_that_change_only_results_and_documentation_hold_the_same_code(r
     message = provenance.code_refusal("res", finished, code, str(repo))
     assert f"{first['commit']}: r1" in message
     assert not provenance.same_code(str(repo), "f" * 40, code["commit"])
+
+
+def test_no_module_of_a_run_imports_the_paths_that_hold_no_code():
+    """same_code may ignore tests/, benchmarks/ and .ci/ only while train.py, evaluate.py, the
+    runner and the packages they use import nothing from there."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sources = ["train.py", "evaluate.py"]
+    for package in ("model", "data_pipeline", "evaluation", "experiments", "common", "tf_ops"):
+        for folder, _, files in os.walk(os.path.join(root, package)):
+            sources += [os.path.relpath(os.path.join(folder, f), root)
+                        for f in files if f.endswith(".py")]
+    assert "experiments/run.py" in sources and "model/strategies.py" in sources
+    packages = [d for d in provenance.NOT_CODE_DIRS
+                if d.isidentifier() and d != provenance.RESULTS_DIR]  # .ci holds no package
+    assert packages == ["tests", "benchmarks"]
+    pattern = re.compile(r"^\s*(?:from|import)\s+(" + "|".join(packages) + r")\b", re.M)
+    offenders = [s for s in sources if pattern.search(open(os.path.join(root, s)).read())]
+    assert offenders == []
 
 
 def test_record_provenance_of_a_synthetic_set(tmp_path):
