@@ -131,33 +131,48 @@ def _validations(out):
                 if line.startswith("step ") and ": validation EPE" in line)
 
 
+def _step_of(validations, status):
+    """The first step whose validation ended in `status` ('decayed', 'converged'), or None."""
+    steps = [int(key.split()[1]) for key, line in validations.items() if f", {status}," in line]
+    return min(steps) if steps else None
+
+
 @pytest.mark.slow
 def test_kill_9_across_shards_and_a_plateau_decay_ends_as_an_uninterrupted_run(sharded,
                                                                                tmp_path):
-    # Validation every 2 steps with a patience of 1 (the smoke preset's): at this learning rate
-    # EPE improves at steps 2, 4 and 6, then plateaus: a decay at 8 and 10, convergence at 12.
-    steps = ["--max_steps=14", "--checkpoint_every=2", "--eval_every=2", "--learning_rate=1e-3"]
+    # Validation every 2 steps with a patience of 1 (the smoke preset's) and two decays allowed:
+    # at this learning rate EPE improves for a few validations, then plateaus: a decay, a second
+    # one and convergence. Which steps those are depends on the CPU's floating-point kernels, so
+    # the uninterrupted run says where to cut: at the checkpoint of its first decay.
+    steps = ["--max_steps=30", "--checkpoint_every=2", "--eval_every=2", "--learning_rate=1e-3"]
     code, whole_out = _run(_command(sharded, tmp_path / "whole", *steps, validate=True))
     assert code == 0, whole_out[-3000:]
     assert "pre-processing synthetic train" not in whole_out  # it read the 4-shard cache
+    whole_validations = _validations(whole_out)
+    decay, end = (_step_of(whole_validations, s) for s in ("decayed", "converged"))
+    assert decay and end and decay < end, whole_validations
+    assert f"done at step {end}" in whole_out
 
     interrupted = _command(sharded, tmp_path / "cut", *steps, validate=True)
-    _kill_9_after(interrupted, tmp_path / "cut" / "ckpt-8")
+    _kill_9_after(interrupted, tmp_path / "cut" / f"ckpt-{decay}")
     latest = tf.train.latest_checkpoint(str(tmp_path / "cut"))
+    assert int(latest.rsplit("-", 1)[1]) < end, latest  # killed before it converged
     reader = tf.train.load_checkpoint(latest)
     # The killed run had decayed the learning rate, and its stream had gone through every shard
-    # and past the end of an epoch (at least 8 steps x 4 of 15 examples).
+    # and past the end of an epoch (the first validation always improves, so decay >= 4, and
+    # 4 steps x 4 > 15 examples).
     assert reader.get_tensor("plateau/num_decays/.ATTRIBUTES/VARIABLE_VALUE") >= 1, latest
     code, out = _run(interrupted)
     assert code == 0, out[-3000:]
-    # The plateau decisions after the resume (a decay, then convergence) are the uninterrupted
-    # run's: best EPE, patience, decays and learning rate came back with the checkpoint.
-    resumed, whole = _validations(out), _validations(whole_out)
-    assert resumed and all(resumed[step] == whole[step] for step in resumed), (resumed, whole)
-    assert "converged" in resumed["step 12"]
-    assert f"resuming from {latest}" in out and "done at step 12" in out
-    assert "done at step 12" in whole_out
-    whole, cut = (_weights(str(tmp_path / d / "ckpt-12")) for d in ("whole", "cut"))
+    # The plateau decisions after the resume (the second decay, then convergence) are the
+    # uninterrupted run's: best EPE, patience, decays and learning rate came back with the
+    # checkpoint.
+    resumed = _validations(out)
+    assert resumed and all(resumed[step] == whole_validations[step] for step in resumed), (
+        resumed, whole_validations)
+    assert _step_of(resumed, "converged") == end, resumed
+    assert f"resuming from {latest}" in out and f"done at step {end}" in out
+    whole, cut = (_weights(str(tmp_path / d / f"ckpt-{end}")) for d in ("whole", "cut"))
     assert sorted(whole) == sorted(cut)
     for name in whole:
         np.testing.assert_allclose(cut[name], whole[name], rtol=0, atol=TOLERANCE, err_msg=name)
