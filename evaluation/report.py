@@ -188,7 +188,7 @@ def evaluation_settings(run, ckpt: str, *, data=None, data_dir=None, split: str 
     Returns:
       (DataConfig, output directory). Pre-processing (image size, viewpoint correction, cloud
       points) always follows the run, since the model was trained on it; every sample is
-      labelled, as evaluation needs.
+      labelled, as evaluation needs, so a weak run's unlabelled batch goes too.
     """
     settings = run.data
     if data is not None and data != settings.data:
@@ -198,7 +198,7 @@ def evaluation_settings(run, ckpt: str, *, data=None, data_dir=None, split: str 
         out_dir = os.path.join(model_dir, f"eval_{split}")
     return dataclasses.replace(
         settings, data_dir=data_dir or settings.data_dir, cache_dir=cache_dir or settings.cache_dir,
-        labelled_fraction=1.0, labelled_only=False), out_dir
+        labelled_fraction=1.0, labelled_only=False, unlabelled_batch_size=0), out_dir
 
 
 def require_every_test_sample(meta: dict, split: str, cache: str) -> None:

@@ -186,6 +186,12 @@ def test_evaluation_settings_follow_the_run(tmp_path):
     config, out = report.evaluation_settings(run, str(model_dir), data_dir="/elsewhere",
                                              out_dir="o", cache_dir="/c")
     assert (config.data_dir, config.cache_dir, out) == ("/elsewhere", "/c", "o")
+    # A weak run of the paired design (Fig. 8): its unlabelled batch has no place in evaluation.
+    weak = presets.data_config("cpu", data_dir="/data/synth", labelled_fraction=0.1,
+                               unlabelled_batch_size=32)
+    run = run_config.RunConfig(presets.model_config("cpu", weak), weak, run_config.TrainConfig())
+    config, _ = report.evaluation_settings(run, str(model_dir))
+    assert config == dataclasses.replace(weak, labelled_fraction=1.0, unlabelled_batch_size=0)
 
 
 def test_ckpt_errors_name_the_flag(tmp_path):
