@@ -390,9 +390,16 @@ double Solve(const float* xyz1, const float* xyz2, int64_t n, double tolerance,
 }  // namespace
 
 double SolveAuction(const float* xyz1, const float* xyz2, int64_t n,
-                    double tolerance, int32_t* match, AuctionStats* stats) {
+                    double tolerance, int32_t* match, AuctionStats* stats,
+                    float* price) {
   Workspace ws;
-  return Solve(xyz1, xyz2, n, tolerance, match, &ws, stats);
+  const double distance = Solve(xyz1, xyz2, n, tolerance, match, &ws, stats);
+  if (price != nullptr) {
+    // ws.price holds this problem's prices only when its auction ran.
+    const bool auction_ran = static_cast<int64_t>(ws.price.size()) >= n;
+    for (int64_t j = 0; j < n; ++j) price[j] = auction_ran ? ws.price[j] : 0.0f;
+  }
+  return distance;
 }
 
 void SolveAuctionBatch(const float* xyz1, const float* xyz2, int64_t batch,

@@ -42,9 +42,13 @@ struct AuctionStats {
 // kMinEpsilonFraction of the cloud scale of zero (near-identical clouds)
 // does the epsilon floor stop it first; then the mean distance exceeds the
 // optimum by at most kMinEpsilonFraction * bounding-box diagonal.
+//
+// price: optional (n,) output, the final object prices, from which anyone can
+// recompute the certificate's lower bound (the standalone GPU harness does);
+// zeros where no auction ran (n <= 1, coincident or non-finite clouds).
 double SolveAuction(const float* xyz1, const float* xyz2, int64_t n,
                     double tolerance, int32_t* match,
-                    AuctionStats* stats = nullptr);
+                    AuctionStats* stats = nullptr, float* price = nullptr);
 
 // Runs body(begin, end) over [0, count) in parallel; the caller supplies the
 // thread pool (TF's in the op, a serial loop in the harness).

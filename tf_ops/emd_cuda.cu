@@ -89,15 +89,29 @@ __device__ void WarpBest2(const float* p, const float* xyz2, const float* price,
   *j1_out = j1;
 }
 
+// Adds the cycles since *mark to *total and moves the mark (profiling).
+__device__ __forceinline__ void Lap(long long* total, long long* mark) {
+  const long long now = clock64();
+  *total += now - *mark;
+  *mark = now;
+}
+
 __global__ void __launch_bounds__(kThreads)
     AuctionKernel(const float* xyz1_all, const float* xyz2_all, int n,
                   float tolerance, float* dist, int* match_all,
                   unsigned long long* keys_all, float* price_all,
-                  int* owner_all, float* row_min_all) {
+                  int* owner_all, float* row_min_all,
+                  AuctionProfile* profile_all) {
   __shared__ double sum_scratch[kWarps];
   __shared__ float min_scratch[kWarps];
   __shared__ float s_epsilon;
   __shared__ int s_continue;
+  __shared__ unsigned long long s_bids;
+  // Thread 0 keeps the profile; it passes every barrier that ends a stage.
+  const bool profiling = profile_all != nullptr;
+  AuctionProfile counters = {};
+  const long long start = clock64();
+  long long mark = start;
 
   const size_t offset = static_cast<size_t>(blockIdx.x) * n;
   const float* xyz1 = xyz1_all + 3 * offset;
@@ -108,6 +122,7 @@ __global__ void __launch_bounds__(kThreads)
   int* owner = owner_all + offset;
   float* row_min = row_min_all + offset;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  if (tid == 0) s_bids = 0ull;
 
   // NaN or inf anywhere: NaN distance and the identity, as the CPU kernel.
   int nonfinite = 0;
@@ -115,8 +130,17 @@ __global__ void __launch_bounds__(kThreads)
     nonfinite |= !isfinite(xyz1[k]) || !isfinite(xyz2[k]);
   }
   if (__syncthreads_or(nonfinite)) {
-    for (int i = tid; i < n; i += kThreads) match[i] = i;
-    if (tid == 0) dist[blockIdx.x] = CUDART_NAN_F;
+    for (int i = tid; i < n; i += kThreads) {
+      match[i] = i;
+      price[i] = 0.0f;
+    }
+    if (tid == 0) {
+      dist[blockIdx.x] = CUDART_NAN_F;
+      if (profiling) {
+        counters.cycles_total = clock64() - start;
+        profile_all[blockIdx.x] = counters;
+      }
+    }
     return;
   }
 
@@ -151,6 +175,7 @@ __global__ void __launch_bounds__(kThreads)
       s_epsilon = fmaxf(diagonal * kInitialEpsilonFraction, min_epsilon);
     }
     __syncthreads();
+    if (profiling && tid == 0) mark = clock64();  // set-up counts in total only
     while (true) {
       const float epsilon = s_epsilon;
       while (true) {
@@ -168,9 +193,11 @@ __global__ void __launch_bounds__(kThreads)
                  << 32) |
                 static_cast<unsigned>(i);
             atomicMax(keys + j1, key);
+            if (profiling) atomicAdd(&s_bids, 1ull);
           }
         }
         __syncthreads();
+        if (profiling && tid == 0) Lap(&counters.cycles_bid, &mark);
         // Each object goes to its highest bidder; the old owner is freed.
         for (int j = tid; j < n; j += kThreads) {
           const unsigned long long key = keys[j];
@@ -184,9 +211,15 @@ __global__ void __launch_bounds__(kThreads)
           keys[j] = 0ull;
         }
         __syncthreads();
+        if (profiling && tid == 0) Lap(&counters.cycles_resolve, &mark);
         int unassigned = 0;
         for (int i = tid; i < n; i += kThreads) unassigned |= (match[i] < 0);
-        if (__syncthreads_or(unassigned) == 0) break;
+        const int any_unassigned = __syncthreads_or(unassigned);
+        if (profiling && tid == 0) {
+          Lap(&counters.cycles_unassigned, &mark);
+          ++counters.rounds;
+        }
+        if (any_unassigned == 0) break;
       }
 
       // Duality-gap certificate, as in emd_core.cc.
@@ -212,7 +245,11 @@ __global__ void __launch_bounds__(kThreads)
         s_epsilon = fmaxf(epsilon / kEpsilonShrink, min_epsilon);
       }
       __syncthreads();
-      if (!s_continue) break;
+      if (profiling && tid == 0) ++counters.phases;
+      if (!s_continue) {
+        if (profiling && tid == 0) Lap(&counters.cycles_certificate, &mark);
+        break;
+      }
       // Free the persons that violate epsilon-CS for the next epsilon.
       const float next = s_epsilon;
       for (int i = tid; i < n; i += kThreads) {
@@ -224,6 +261,7 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
       __syncthreads();
+      if (profiling && tid == 0) Lap(&counters.cycles_certificate, &mark);
     }
   }
 
@@ -238,7 +276,14 @@ __global__ void __launch_bounds__(kThreads)
     sum += sqrt(dx * dx + dy * dy + dz * dz);
   }
   sum = BlockSum(sum, sum_scratch);
-  if (tid == 0) dist[blockIdx.x] = n > 0 ? static_cast<float>(sum / n) : 0.0f;
+  if (tid == 0) {
+    dist[blockIdx.x] = n > 0 ? static_cast<float>(sum / n) : 0.0f;
+    if (profiling) {
+      counters.bids = static_cast<long long>(s_bids);
+      counters.cycles_total = clock64() - start;
+      profile_all[blockIdx.x] = counters;
+    }
+  }
 }
 
 }  // namespace
@@ -252,17 +297,19 @@ size_t WorkspaceBytes(int64_t batch, int64_t n) {
 const char* SolveAuctionBatch(const float* xyz1, const float* xyz2,
                               int64_t batch, int64_t n, double tolerance,
                               float* dist, int32_t* match, void* workspace,
-                              void* stream) {
+                              void* stream, float* price,
+                              AuctionProfile* profile) {
   if (batch == 0) return nullptr;
   const size_t count = static_cast<size_t>(batch * n);
   auto* keys = static_cast<unsigned long long*>(workspace);
-  auto* price = reinterpret_cast<float*>(keys + count);
-  auto* owner = reinterpret_cast<int*>(price + count);
+  auto* workspace_price = reinterpret_cast<float*>(keys + count);
+  auto* owner = reinterpret_cast<int*>(workspace_price + count);
   auto* row_min = reinterpret_cast<float*>(owner + count);
   AuctionKernel<<<static_cast<unsigned>(batch), kThreads, 0,
                   static_cast<cudaStream_t>(stream)>>>(
       xyz1, xyz2, static_cast<int>(n), static_cast<float>(tolerance), dist,
-      match, keys, price, owner, row_min);
+      match, keys, price != nullptr ? price : workspace_price, owner, row_min,
+      profile);
   const cudaError_t error = cudaGetLastError();
   return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
 }

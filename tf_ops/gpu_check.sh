@@ -1,12 +1,64 @@
 #!/usr/bin/env bash
-# Builds the standalone GPU harness (CUDA + the CPU kernel, no TensorFlow) and
-# runs it: CPU against CUDA EMD for B = 32, N in {256, 1024, 2048}.
-# Without a GPU the harness says so and exits 0. Usage: tf_ops/gpu_check.sh
-set -euo pipefail
+# The CUDA EMD kernel on this machine's GPU, without TensorFlow, in one call
+# of under 5 minutes: builds the standalone harness (gpu_harness.cc) and runs
+# it (certificate self-test, timings against the goals, the kernel's profile,
+# every shape), then compute-sanitizer memcheck and racecheck on a small
+# solve (B = 2, N = 256). The first lines name the commit, the date and the
+# toolchain, so that a kept log says what it measured:
+#   CUDA_ARCHS=90 tf_ops/gpu_check.sh | tee results/benchmarks/gpu_check.txt
+# Where the tree has no .git, GPU_CHECK_COMMIT names the commit. Without a
+# GPU the harness checks the CPU kernel and the certificate only, and the
+# sanitizers are skipped. Exit status 0 when every check ran and passed.
+set -uo pipefail
 cd "$(dirname "$0")"
-if ! command -v "${NVCC:-nvcc}" >/dev/null 2>&1; then
+if ! nvcc_bin=$(command -v "${NVCC:-nvcc}"); then
   echo "gpu_check: nvcc not found on PATH; cannot build the GPU harness." >&2
   exit 1
 fi
-make --no-print-directory harness NVCC="$(command -v "${NVCC:-nvcc}")"
-exec build/gpu_harness
+commit=${GPU_CHECK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet HEAD -- . ; then
+  commit="$commit with uncommitted tf_ops changes"
+fi
+driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
+echo "gpu_check: commit $commit, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "gpu_check: $("$nvcc_bin" --version | tail -1), CUDA_ARCHS=${CUDA_ARCHS:-default}, driver ${driver:-none}"
+make --no-print-directory harness NVCC="$nvcc_bin" || exit 1
+
+status=0
+timeout "${HARNESS_TIMEOUT:-200}" build/gpu_harness ||
+  { echo "gpu_check: the harness failed or timed out (exit $?)"; status=1; }
+
+if [ -z "$driver" ]; then
+  echo "gpu_check: no GPU driver (nvidia-smi): compute-sanitizer not run"
+else
+  sanitizer=""
+  for candidate in "$(command -v compute-sanitizer)" \
+      "$(dirname "$nvcc_bin")/compute-sanitizer" \
+      "$(dirname "$nvcc_bin")/../compute-sanitizer/compute-sanitizer"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+      sanitizer=$candidate
+      break
+    fi
+  done
+  if [ -z "$sanitizer" ]; then
+    echo "gpu_check: compute-sanitizer not found beside nvcc or on PATH: memcheck and racecheck not run"
+    status=1
+  else
+    for tool in memcheck racecheck; do
+      extra=()
+      [ "$tool" = memcheck ] && extra=(--leak-check full)
+      echo "gpu_check: compute-sanitizer --tool $tool ${extra[*]} (B = 2, N = 256)"
+      timeout "${SANITIZER_TIMEOUT:-45}" "$sanitizer" --tool "$tool" "${extra[@]}" \
+          --error-exitcode 1 build/gpu_harness --sanitize ||
+        { echo "gpu_check: compute-sanitizer $tool failed or timed out (exit $?)"; status=1; }
+    done
+  fi
+fi
+if [ "$status" != 0 ]; then
+  echo "gpu_check: FAILED"
+elif [ -z "$driver" ]; then
+  echo "gpu_check: the CPU checks passed; no GPU, so nothing of the CUDA kernel was checked"
+else
+  echo "gpu_check: all passed"
+fi
+exit "$status"

@@ -1,17 +1,40 @@
-// Standalone check of the CUDA EMD kernel against the CPU kernel, without
-// TensorFlow. For B = 32 and N in {256, 1024, 2048} random clouds it prints
-// the largest difference of the distances, whether every GPU matching is a
-// permutation whose cost equals the returned distance, and both times; then
-// a cloud holding NaN and inf, which must give NaN at once.
-// Exits 0 without a GPU (saying so), 1 when a check fails.
-// Built and run by gpu_check.sh.
+// Standalone check and timing of the CUDA EMD kernel against the CPU kernel,
+// without TensorFlow; built and run by gpu_check.sh.
+//
+// Every solve is certified on the host in double: its matching must be a
+// permutation whose mean cost is within the tolerance of the lower bound its
+// final prices give (weak duality: sum_i min_j (c_ij + p_j) - sum_j p_j is at
+// most the optimum for any prices, whatever the kernel computed). In order:
+//  - timings: B = 32 uniform clouds in the unit cube, N in {256, 1024, 2048},
+//    medians of repeated solves beside one CPU thread, and the goals;
+//  - profile: the kernel's own counters at those sizes
+//    (emd::cuda::AuctionProfile): rounds, bids per round, microseconds per
+//    round and the stages' shares of the cycles;
+//  - shapes: N in {1, 2, 31, 33, 256, 1000, 1024, 2048, 4096, 8192} times
+//    uniform, clustered, identical, permuted and duplicated clouds; both
+//    kernels certified, their distances within the tolerance of each other,
+//    and the GPU's matching the same in every repeated solve.
+// Without a GPU the shapes run on the CPU kernel alone, so the certificate
+// and the shapes are checked on any machine, and the harness says that the
+// GPU parts did not run.
+//
+// Flags: --max_n=N skips larger problems; --sanitize runs one small solve
+// (B = 2, N = 256) and the NaN/inf problem, for compute-sanitizer.
+// Exit status 0 when every check passed, 1 otherwise.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <numeric>
 #include <random>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "emd_core.h"
@@ -19,8 +42,265 @@
 
 namespace {
 
-constexpr int kBatch = 32;
-constexpr int kSizes[] = {256, 1024, 2048};
+constexpr double kTolerance = emd::kDefaultTolerance;
+constexpr int kTimingBatch = 32;
+constexpr int kTimedRuns = 10;  // after one warm-up solve
+// Repeated GPU solves of each shape (determinism); two past N = 2048, where
+// a solve of today's kernel takes seconds.
+int ShapeSolves(int n) { return n <= 2048 ? 3 : 2; }
+
+struct Goal {
+  int n;
+  double ms;  // H200, B = 32, median
+};
+constexpr Goal kGoals[] = {{256, 1.0}, {1024, 8.0}, {2048, 30.0}};
+
+enum class Kind { kUniform, kClustered, kIdentical, kPermuted, kDuplicated };
+constexpr Kind kKinds[] = {Kind::kUniform, Kind::kClustered, Kind::kIdentical,
+                           Kind::kPermuted, Kind::kDuplicated};
+constexpr int kShapeSizes[] = {1, 2, 31, 33, 256, 1000, 1024, 2048, 4096, 8192};
+
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kUniform: return "uniform";
+    case Kind::kClustered: return "clustered";
+    case Kind::kIdentical: return "identical";
+    case Kind::kPermuted: return "permuted";
+    case Kind::kDuplicated: return "duplicated";
+  }
+  return "?";
+}
+
+// `batch` problems of two (n, 3) clouds each, stored (batch, n, 3).
+struct Problem {
+  int batch = 0, n = 0;
+  std::vector<float> xyz1, xyz2;
+  const float* cloud1(int b) const { return xyz1.data() + 3 * offset(b); }
+  const float* cloud2(int b) const { return xyz2.data() + 3 * offset(b); }
+  size_t offset(int b) const { return static_cast<size_t>(b) * n; }
+  size_t count() const { return static_cast<size_t>(batch) * n; }
+};
+
+// Uniform: both clouds in the unit cube. Clustered: both drawn around the
+// same 8 centres (sigma 0.02), like the surface of one object. Identical:
+// xyz2 = xyz1 (optimum 0 on the diagonal). Permuted: xyz2 a shuffle of xyz1
+// (optimum 0 off the diagonal). Duplicated: each cloud holds n / 4 distinct
+// points four times over, so many bids tie.
+Problem MakeProblem(Kind kind, int batch, int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  Problem p;
+  p.batch = batch;
+  p.n = n;
+  p.xyz1.resize(3 * p.count());
+  p.xyz2.resize(3 * p.count());
+  for (int b = 0; b < batch; ++b) {
+    float* a = p.xyz1.data() + 3 * p.offset(b);
+    float* c = p.xyz2.data() + 3 * p.offset(b);
+    switch (kind) {
+      case Kind::kUniform:
+        for (int k = 0; k < 3 * n; ++k) a[k] = uniform(rng);
+        for (int k = 0; k < 3 * n; ++k) c[k] = uniform(rng);
+        break;
+      case Kind::kClustered: {
+        float centre[8][3];
+        for (auto& point : centre) {
+          for (float& v : point) v = uniform(rng);
+        }
+        for (float* cloud : {a, c}) {
+          for (int i = 0; i < n; ++i) {
+            const float* at = centre[rng() % 8];
+            for (int d = 0; d < 3; ++d) cloud[3 * i + d] = at[d] + normal(rng);
+          }
+        }
+        break;
+      }
+      case Kind::kIdentical:
+        for (int k = 0; k < 3 * n; ++k) a[k] = c[k] = uniform(rng);
+        break;
+      case Kind::kPermuted: {
+        for (int k = 0; k < 3 * n; ++k) a[k] = uniform(rng);
+        std::vector<int> order(n);
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), rng);
+        for (int i = 0; i < n; ++i) {
+          for (int d = 0; d < 3; ++d) c[3 * i + d] = a[3 * order[i] + d];
+        }
+        break;
+      }
+      case Kind::kDuplicated: {
+        const int distinct = std::max(1, n / 4);
+        for (int k = 0; k < 3 * distinct; ++k) a[k] = uniform(rng);
+        for (int k = 0; k < 3 * distinct; ++k) c[k] = uniform(rng);
+        for (int i = distinct; i < n; ++i) {
+          for (int d = 0; d < 3; ++d) {
+            a[3 * i + d] = a[3 * (i % distinct) + d];
+            c[3 * i + d] = c[3 * (i % distinct) + d];
+          }
+        }
+        break;
+      }
+    }
+  }
+  return p;
+}
+
+// Runs body(k) for k in [0, count) on every hardware thread.
+template <typename Body>
+void ParallelFor(int count, const Body& body) {
+  const int threads = std::max(
+      1, std::min<int>(count, static_cast<int>(std::thread::hardware_concurrency())));
+  std::atomic<int> next(0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int k = next++; k < count; k = next++) body(k);
+    });
+  }
+  for (std::thread& thread : pool) thread.join();
+}
+
+double Distance(const float* p, const float* q) {
+  const double dx = static_cast<double>(p[0]) - q[0];
+  const double dy = static_cast<double>(p[1]) - q[1];
+  const double dz = static_cast<double>(p[2]) - q[2];
+  return std::sqrt(dx * dx + dy * dy + dz * dz);
+}
+
+double Diagonal(const float* xyz1, const float* xyz2, int n) {
+  if (n == 0) return 0.0;
+  double lo[3], hi[3];
+  for (int d = 0; d < 3; ++d) lo[d] = hi[d] = xyz1[d];
+  for (const float* cloud : {xyz1, xyz2}) {
+    for (int i = 0; i < n; ++i) {
+      for (int d = 0; d < 3; ++d) {
+        lo[d] = std::min(lo[d], static_cast<double>(cloud[3 * i + d]));
+        hi[d] = std::max(hi[d], static_cast<double>(cloud[3 * i + d]));
+      }
+    }
+  }
+  double squared = 0.0;
+  for (int d = 0; d < 3; ++d) squared += (hi[d] - lo[d]) * (hi[d] - lo[d]);
+  return std::sqrt(squared);
+}
+
+// The certificate of one solve, recomputed from its matching and prices.
+struct Certificate {
+  bool permutation = false;
+  double mean = 0.0;   // mean matched distance (the primal)
+  double lower = 0.0;  // mean lower bound from the prices
+  double gap = 0.0;    // (mean - lower) / lower; 0 when both are 0
+  bool ok = false;
+};
+
+// Accepted: mean - lower <= tolerance * lower, or (near-coincident clouds,
+// where the epsilon floor stops the auction) <= kMinEpsilonFraction * the
+// bounding-box diagonal; plus 1e-6 of the bound's terms for the float32
+// rounding of the kernels' costs, 100x below the tolerance.
+Certificate Certify(const float* xyz1, const float* xyz2, int n,
+                    const int32_t* match, const float* price,
+                    double tolerance) {
+  Certificate c;
+  std::vector<char> seen(n, 0);
+  c.permutation = true;
+  for (int i = 0; i < n && c.permutation; ++i) {
+    c.permutation = match[i] >= 0 && match[i] < n && !seen[match[i]];
+    if (c.permutation) seen[match[i]] = 1;
+  }
+  if (!c.permutation) return c;
+  if (n == 0) {
+    c.ok = true;
+    return c;
+  }
+  double primal = 0.0, row_min_sum = 0.0, price_sum = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float* p = xyz1 + 3 * i;
+    primal += Distance(p, xyz2 + 3 * match[i]);
+    double row_min = std::numeric_limits<double>::infinity();
+    for (int j = 0; j < n; ++j) {
+      row_min = std::min(row_min, Distance(p, xyz2 + 3 * j) + price[j]);
+    }
+    row_min_sum += row_min;
+    price_sum += price[i];
+  }
+  const double lower = row_min_sum - price_sum;
+  c.mean = primal / n;
+  c.lower = lower / n;
+  if (lower > 0.0) {
+    c.gap = (primal - lower) / lower;
+  } else {
+    c.gap = primal > lower ? std::numeric_limits<double>::infinity() : 0.0;
+  }
+  const double floor = emd::kMinEpsilonFraction * Diagonal(xyz1, xyz2, n) * n;
+  c.ok = primal - lower <=
+         std::max(tolerance * lower, floor) + 1e-6 * row_min_sum;
+  return c;
+}
+
+// Both distances within the certified tolerance (or the epsilon floor) of
+// the same optimum.
+bool Agree(double a, double b, double diagonal) {
+  return std::fabs(a - b) <= kTolerance * std::max(a, b) +
+                                 emd::kMinEpsilonFraction * diagonal +
+                                 1e-6 * std::max(a, b);
+}
+
+struct CpuResult {
+  std::vector<float> dist, price;
+  std::vector<int32_t> match;
+  std::vector<emd::AuctionStats> stats;
+};
+
+// Each problem on its own thread.
+CpuResult SolveCpu(const Problem& p) {
+  CpuResult r;
+  r.dist.resize(p.batch);
+  r.price.resize(p.count());
+  r.match.resize(p.count());
+  r.stats.resize(p.batch);
+  ParallelFor(p.batch, [&](int b) {
+    r.dist[b] = static_cast<float>(emd::SolveAuction(
+        p.cloud1(b), p.cloud2(b), p.n, kTolerance, r.match.data() + p.offset(b),
+        &r.stats[b], r.price.data() + p.offset(b)));
+  });
+  return r;
+}
+
+// The certificates of a batch: all accepted, the worst relative gap of
+// those within the tolerance, and how many the epsilon floor accepted.
+struct BatchCertificate {
+  bool ok = true;
+  double worst_gap = 0.0;
+  int at_floor = 0;
+  std::string Describe() const {
+    char text[96];
+    std::snprintf(text, sizeof(text), "gap %.1e%s %s", worst_gap,
+                  at_floor ? " (some at the epsilon floor)" : "",
+                  ok ? "certified" : "NOT CERTIFIED");
+    return text;
+  }
+};
+
+BatchCertificate CertifyBatch(const Problem& p, const int32_t* match,
+                              const float* price) {
+  std::vector<Certificate> certificates(p.batch);
+  ParallelFor(p.batch, [&](int b) {
+    certificates[b] = Certify(p.cloud1(b), p.cloud2(b), p.n,
+                              match + p.offset(b), price + p.offset(b),
+                              kTolerance);
+  });
+  BatchCertificate result;
+  for (const Certificate& c : certificates) {
+    result.ok = result.ok && c.ok;
+    if (c.gap <= kTolerance) {
+      result.worst_gap = std::max(result.worst_gap, c.gap);
+    } else if (c.ok) {
+      ++result.at_floor;
+    }
+  }
+  return result;
+}
 
 bool Check(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return true;
@@ -28,35 +308,34 @@ bool Check(cudaError_t error, const char* what) {
   return false;
 }
 
-double MatchedMean(const float* xyz1, const float* xyz2, int n,
-                   const int32_t* match) {
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) {
-    double squared = 0.0;
-    for (int d = 0; d < 3; ++d) {
-      const double diff =
-          static_cast<double>(xyz1[3 * i + d]) - xyz2[3 * match[i] + d];
-      squared += diff * diff;
-    }
-    sum += std::sqrt(squared);
-  }
-  return sum / n;
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t m = values.size() / 2;
+  return values.size() % 2 ? values[m] : 0.5 * (values[m - 1] + values[m]);
 }
 
-bool IsPermutation(const int32_t* match, int n) {
-  std::vector<char> seen(n, 0);
-  for (int i = 0; i < n; ++i) {
-    if (match[i] < 0 || match[i] >= n || seen[match[i]]) return false;
-    seen[match[i]] = 1;
-  }
-  return true;
-}
-
-// Device buffers of one batched problem, uploaded from host clouds of
-// (batch, n, 3) floats; freed on destruction (cudaFree ignores nullptr).
+// Device buffers of one batched problem; freed on destruction (cudaFree
+// ignores nullptr).
 class DeviceProblem {
  public:
-  DeviceProblem(int batch, int n) : batch_(batch), n_(n) {}
+  explicit DeviceProblem(const Problem& p) : batch_(p.batch), n_(p.n) {
+    const size_t bytes = 3 * count() * sizeof(float);
+    ok_ = Check(cudaMalloc(&xyz1_, bytes), "cudaMalloc") &&
+          Check(cudaMalloc(&xyz2_, bytes), "cudaMalloc") &&
+          Check(cudaMalloc(&dist_, batch_ * sizeof(float)), "cudaMalloc") &&
+          Check(cudaMalloc(&match_, count() * sizeof(int32_t)), "cudaMalloc") &&
+          Check(cudaMalloc(&price_, count() * sizeof(float)), "cudaMalloc") &&
+          Check(cudaMalloc(&profile_,
+                           batch_ * sizeof(emd::cuda::AuctionProfile)),
+                "cudaMalloc") &&
+          Check(cudaMalloc(&workspace_,
+                           emd::cuda::WorkspaceBytes(batch_, n_)),
+                "cudaMalloc") &&
+          Check(cudaMemcpy(xyz1_, p.xyz1.data(), bytes, cudaMemcpyHostToDevice),
+                "cudaMemcpy") &&
+          Check(cudaMemcpy(xyz2_, p.xyz2.data(), bytes, cudaMemcpyHostToDevice),
+                "cudaMemcpy");
+  }
   DeviceProblem(const DeviceProblem&) = delete;
   DeviceProblem& operator=(const DeviceProblem&) = delete;
   ~DeviceProblem() {
@@ -64,186 +343,388 @@ class DeviceProblem {
     cudaFree(xyz2_);
     cudaFree(dist_);
     cudaFree(match_);
+    cudaFree(price_);
+    cudaFree(profile_);
     cudaFree(workspace_);
   }
 
-  // Allocates and uploads; false, with a message, on a CUDA error.
-  bool Upload(const std::vector<float>& xyz1, const std::vector<float>& xyz2) {
-    const size_t bytes = 3 * count() * sizeof(float);
-    return Check(cudaMalloc(&xyz1_, bytes), "cudaMalloc") &&
-           Check(cudaMalloc(&xyz2_, bytes), "cudaMalloc") &&
-           Check(cudaMalloc(&dist_, batch_ * sizeof(float)), "cudaMalloc") &&
-           Check(cudaMalloc(&match_, count() * sizeof(int32_t)), "cudaMalloc") &&
-           Check(cudaMalloc(&workspace_, emd::cuda::WorkspaceBytes(batch_, n_)),
-                 "cudaMalloc") &&
-           Check(cudaMemcpy(xyz1_, xyz1.data(), bytes, cudaMemcpyHostToDevice),
-                 "cudaMemcpy") &&
-           Check(cudaMemcpy(xyz2_, xyz2.data(), bytes, cudaMemcpyHostToDevice),
-                 "cudaMemcpy");
+  bool ok() const { return ok_; }
+
+  // One solve on the default stream, timed by events; false on a CUDA error.
+  // Prices always come back (the certificate needs them); the profile only
+  // when asked, since its atomics cost a little.
+  bool Solve(bool profiled, double* ms) {
+    cudaEvent_t begin, end;
+    cudaEventCreate(&begin);
+    cudaEventCreate(&end);
+    cudaEventRecord(begin);
+    const char* error = emd::cuda::SolveAuctionBatch(
+        xyz1_, xyz2_, batch_, n_, kTolerance, dist_, match_, workspace_,
+        nullptr, price_, profiled ? profile_ : nullptr);
+    cudaEventRecord(end);
+    bool ok = error == nullptr;
+    if (!ok) std::fprintf(stderr, "launch: %s\n", error);
+    ok = ok && Check(cudaEventSynchronize(end), "kernel");
+    float elapsed = 0.0f;
+    cudaEventElapsedTime(&elapsed, begin, end);
+    *ms = elapsed;
+    cudaEventDestroy(begin);
+    cudaEventDestroy(end);
+    return ok;
   }
 
-  // Enqueues the kernel on the default stream; nullptr or the launch error.
-  const char* Solve() {
-    return emd::cuda::SolveAuctionBatch(xyz1_, xyz2_, batch_, n_,
-                                        emd::kDefaultTolerance, dist_, match_,
-                                        workspace_, nullptr);
-  }
-
-  void Download(std::vector<float>* dist, std::vector<int32_t>* match) {
+  bool Download(std::vector<float>* dist, std::vector<int32_t>* match,
+                std::vector<float>* price,
+                std::vector<emd::cuda::AuctionProfile>* profile = nullptr) {
     dist->resize(batch_);
     match->resize(count());
-    cudaMemcpy(dist->data(), dist_, batch_ * sizeof(float),
-               cudaMemcpyDeviceToHost);
-    cudaMemcpy(match->data(), match_, count() * sizeof(int32_t),
-               cudaMemcpyDeviceToHost);
+    price->resize(count());
+    bool ok =
+        Check(cudaMemcpy(dist->data(), dist_, batch_ * sizeof(float),
+                         cudaMemcpyDeviceToHost), "cudaMemcpy") &&
+        Check(cudaMemcpy(match->data(), match_, count() * sizeof(int32_t),
+                         cudaMemcpyDeviceToHost), "cudaMemcpy") &&
+        Check(cudaMemcpy(price->data(), price_, count() * sizeof(float),
+                         cudaMemcpyDeviceToHost), "cudaMemcpy");
+    if (ok && profile != nullptr) {
+      profile->resize(batch_);
+      ok = Check(cudaMemcpy(profile->data(), profile_,
+                            batch_ * sizeof(emd::cuda::AuctionProfile),
+                            cudaMemcpyDeviceToHost), "cudaMemcpy");
+    }
+    return ok;
   }
 
  private:
   size_t count() const { return static_cast<size_t>(batch_) * n_; }
 
   int batch_, n_;
+  bool ok_ = false;
   float* xyz1_ = nullptr;
   float* xyz2_ = nullptr;
   float* dist_ = nullptr;
   int32_t* match_ = nullptr;
+  float* price_ = nullptr;
+  emd::cuda::AuctionProfile* profile_ = nullptr;
   void* workspace_ = nullptr;
 };
 
-// A problem holding NaN and inf next to a finite one: both kernels must
-// return at once, NaN with the identity for the first, the same finite
-// distance for the second.
-bool CheckNonFinite(const emd::ParallelFor& serial) {
-  constexpr int n = 16;
-  std::vector<float> xyz1(2 * 3 * n), xyz2(2 * 3 * n);
-  for (int k = 0; k < 2 * 3 * n; ++k) {
-    xyz1[k] = static_cast<float>((k * 7) % 11) / 11.0f;
-    xyz2[k] = static_cast<float>((k * 5) % 13) / 13.0f;
+// The results of `solves` GPU solves of one problem: the last one's outputs,
+// whether every solve gave the same matching and distances, and the times.
+struct GpuResult {
+  bool ok = false;
+  bool deterministic = true;
+  std::vector<float> dist, price;
+  std::vector<int32_t> match;
+  std::vector<double> ms;
+};
+
+GpuResult SolveGpu(const Problem& p, int solves) {
+  GpuResult r;
+  DeviceProblem device(p);
+  if (!device.ok()) return r;
+  std::vector<float> first_dist;
+  std::vector<int32_t> first_match;
+  for (int s = 0; s < solves; ++s) {
+    double ms = 0.0;
+    if (!device.Solve(false, &ms) ||
+        !device.Download(&r.dist, &r.match, &r.price)) {
+      return r;
+    }
+    r.ms.push_back(ms);
+    if (s == 0) {
+      first_dist = r.dist;
+      first_match = r.match;
+    } else {
+      r.deterministic = r.deterministic && r.match == first_match &&
+                        std::memcmp(r.dist.data(), first_dist.data(),
+                                    p.batch * sizeof(float)) == 0;
+    }
   }
-  xyz1[4] = std::nanf("");
-  xyz2[7] = INFINITY;
-  std::vector<float> cpu_dist(2), gpu_dist;
-  std::vector<int32_t> cpu_match(2 * n), gpu_match;
-  emd::SolveAuctionBatch(xyz1.data(), xyz2.data(), 2, n,
-                         emd::kDefaultTolerance, cpu_dist.data(),
-                         cpu_match.data(), serial);
-  DeviceProblem device(2, n);
-  if (!device.Upload(xyz1, xyz2)) return false;
-  const auto start = std::chrono::steady_clock::now();
-  const char* error = device.Solve();
-  if (error != nullptr || !Check(cudaDeviceSynchronize(), "kernel")) {
-    std::fprintf(stderr, "non-finite launch: %s\n", error ? error : "");
-    return false;
+  r.ok = true;
+  return r;
+}
+
+// The certificate must accept the CPU kernel's solution, agree with the
+// kernel's own bound, and reject a worse matching and a non-permutation.
+bool CertificateSelfTest() {
+  const Problem p = MakeProblem(Kind::kUniform, 1, 64, 7);
+  const CpuResult cpu = SolveCpu(p);
+  const Certificate good = Certify(p.cloud1(0), p.cloud2(0), p.n,
+                                   cpu.match.data(), cpu.price.data(),
+                                   kTolerance);
+  // The kernel's bound (float32 costs) and ours (double) name the same prices.
+  const double kernel_lower = cpu.stats[0].lower_bound / p.n;
+  const bool same_bound =
+      std::fabs(kernel_lower - good.lower) <= 1e-5 * good.lower;
+  // Swap the partners of the pair whose exchange costs most.
+  std::vector<int32_t> worse = cpu.match;
+  double best_increase = 0.0;
+  int swap_i = 0, swap_k = 1;
+  for (int i = 0; i < p.n; ++i) {
+    for (int k = i + 1; k < p.n; ++k) {
+      const double increase =
+          Distance(p.cloud1(0) + 3 * i, p.cloud2(0) + 3 * worse[k]) +
+          Distance(p.cloud1(0) + 3 * k, p.cloud2(0) + 3 * worse[i]) -
+          Distance(p.cloud1(0) + 3 * i, p.cloud2(0) + 3 * worse[i]) -
+          Distance(p.cloud1(0) + 3 * k, p.cloud2(0) + 3 * worse[k]);
+      if (increase > best_increase) {
+        best_increase = increase;
+        swap_i = i;
+        swap_k = k;
+      }
+    }
   }
-  const double gpu_ms = std::chrono::duration<double, std::milli>(
-                            std::chrono::steady_clock::now() - start)
-                            .count();
-  device.Download(&gpu_dist, &gpu_match);
-  bool identity = true;
-  for (int i = 0; i < n; ++i) identity = identity && gpu_match[i] == i;
-  const bool pass =
-      std::isnan(gpu_dist[0]) && std::isnan(cpu_dist[0]) && identity &&
-      std::fabs(static_cast<double>(gpu_dist[1]) - cpu_dist[1]) <=
-          2 * emd::kDefaultTolerance * cpu_dist[1];
+  std::swap(worse[swap_i], worse[swap_k]);
+  const Certificate swapped = Certify(p.cloud1(0), p.cloud2(0), p.n,
+                                      worse.data(), cpu.price.data(),
+                                      kTolerance);
+  std::vector<int32_t> shared = cpu.match;
+  shared[1] = shared[0];
+  const Certificate collision = Certify(p.cloud1(0), p.cloud2(0), p.n,
+                                        shared.data(), cpu.price.data(),
+                                        kTolerance);
+  const bool pass = good.ok && same_bound && swapped.permutation &&
+                    !swapped.ok && !collision.permutation && !collision.ok;
   std::printf(
-      "NaN + inf cloud (N = %d): CUDA %.3f ms, distances GPU (%g, %g) CPU "
-      "(%g, %g); %s\n",
-      n, gpu_ms, gpu_dist[0], gpu_dist[1], cpu_dist[0], cpu_dist[1],
+      "certificate self-test (N = %d): CPU solution gap %.2e, bound %.9f vs "
+      "the kernel's %.9f; a swap worse by %.3f rejected: %s; two persons on "
+      "one object rejected: %s; %s\n",
+      p.n, good.gap, good.lower, kernel_lower, best_increase / p.n,
+      swapped.ok ? "no" : "yes", collision.ok ? "no" : "yes",
       pass ? "ok" : "FAILED");
   return pass;
 }
 
-}  // namespace
+// One shape; gpu false runs the CPU kernel alone.
+bool CheckShape(Kind kind, int n, bool gpu, uint32_t seed) {
+  const int batch = n <= 2048 ? 4 : 2;
+  const Problem p = MakeProblem(kind, batch, n, seed);
+  const CpuResult cpu = SolveCpu(p);
+  const BatchCertificate cpu_cert =
+      CertifyBatch(p, cpu.match.data(), cpu.price.data());
+  bool pass = cpu_cert.ok;
+  char gpu_part[160] = "GPU not run";
+  if (gpu) {
+    const GpuResult g = SolveGpu(p, ShapeSolves(n));
+    if (!g.ok) return false;
+    const BatchCertificate gpu_cert =
+        CertifyBatch(p, g.match.data(), g.price.data());
+    double worst = 0.0;
+    bool agree = true;
+    for (int b = 0; b < batch; ++b) {
+      const double c = cpu.dist[b], d = g.dist[b];
+      agree = agree && Agree(c, d, Diagonal(p.cloud1(b), p.cloud2(b), n));
+      if (c > 0.0) worst = std::max(worst, std::fabs(c - d) / c);
+    }
+    pass = pass && gpu_cert.ok && agree && g.deterministic;
+    std::snprintf(gpu_part, sizeof(gpu_part),
+                  "GPU %s, |d_gpu - d_cpu| / d_cpu <= %.1e, %s",
+                  gpu_cert.Describe().c_str(), worst, g.deterministic ? "deterministic" : "NOT DETERMINISTIC");
+  }
+  std::printf("%-10s N = %4d, B = %d: CPU %s; %s; %s\n", KindName(kind), n,
+              batch, cpu_cert.Describe().c_str(), gpu_part,
+              pass ? "ok" : "FAILED");
+  return pass;
+}
 
-int main() {
-  int devices = 0;
-  const cudaError_t probe = cudaGetDeviceCount(&devices);
-  if (probe != cudaSuccess || devices == 0) {
-    std::printf("gpu_harness: no CUDA GPU available (%s); nothing to check.\n",
-                probe != cudaSuccess ? cudaGetErrorString(probe) : "0 devices");
-    return 0;
-  }
-  cudaDeviceProp prop;
-  if (!Check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties")) {
-    return 1;
-  }
-  std::printf("gpu_harness: %s, B = %d, tolerance %.0e\n", prop.name, kBatch,
-              emd::kDefaultTolerance);
+// One size: prints the timing row, appends the profile's.
+bool TimeSize(int n, double clock_khz, std::vector<std::string>* profile_rows) {
+  const Problem p = MakeProblem(Kind::kUniform, kTimingBatch, n, 1000 + n);
+  std::vector<float> cpu_dist(p.batch);
+  std::vector<int32_t> cpu_match(p.count());
   const emd::ParallelFor serial =
       [](int64_t count, const std::function<void(int64_t, int64_t)>& body) {
         body(0, count);
       };
-  std::mt19937 rng(0);
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  bool ok = true;
-  for (const int n : kSizes) {
-    const size_t count = static_cast<size_t>(kBatch) * n;
-    std::vector<float> xyz1(3 * count), xyz2(3 * count);
-    for (float& v : xyz1) v = uniform(rng);
-    for (float& v : xyz2) v = uniform(rng);
-
-    std::vector<float> cpu_dist(kBatch);
-    std::vector<int32_t> cpu_match(count);
-    const auto start = std::chrono::steady_clock::now();
-    emd::SolveAuctionBatch(xyz1.data(), xyz2.data(), kBatch, n,
-                           emd::kDefaultTolerance, cpu_dist.data(),
-                           cpu_match.data(), serial);
-    const double cpu_ms = std::chrono::duration<double, std::milli>(
-                              std::chrono::steady_clock::now() - start)
-                              .count();
-
-    DeviceProblem device(kBatch, n);
-    if (!device.Upload(xyz1, xyz2)) return 1;
-    cudaEvent_t begin, end;
-    cudaEventCreate(&begin);
-    cudaEventCreate(&end);
-    float gpu_ms = 0.0f;
-    constexpr int kRuns = 5;  // the first one is a warm-up
-    for (int run = 0; run <= kRuns; ++run) {
-      cudaEventRecord(begin);
-      const char* error = device.Solve();
-      cudaEventRecord(end);
-      if (error != nullptr) {
-        std::fprintf(stderr, "launch: %s\n", error);
-        return 1;
-      }
-      if (!Check(cudaEventSynchronize(end), "kernel")) return 1;
-      float ms = 0.0f;
-      cudaEventElapsedTime(&ms, begin, end);
-      if (run > 0) gpu_ms += ms / kRuns;
-    }
-    std::vector<float> gpu_dist;
-    std::vector<int32_t> gpu_match;
-    device.Download(&gpu_dist, &gpu_match);
-
-    double max_diff = 0.0, max_rel = 0.0, max_cost_gap = 0.0;
-    bool permutations = true;
-    for (int b = 0; b < kBatch; ++b) {
-      const int32_t* match = gpu_match.data() + static_cast<size_t>(b) * n;
-      const float* p = xyz1.data() + 3 * static_cast<size_t>(b) * n;
-      const float* q = xyz2.data() + 3 * static_cast<size_t>(b) * n;
-      if (!IsPermutation(match, n)) {
-        permutations = false;
-        continue;
-      }
-      const double diff = std::fabs(static_cast<double>(gpu_dist[b]) -
-                                    cpu_dist[b]);
-      max_diff = std::max(max_diff, diff);
-      max_rel = std::max(max_rel, diff / cpu_dist[b]);
-      max_cost_gap = std::max(
-          max_cost_gap, std::fabs(MatchedMean(p, q, n, match) - gpu_dist[b]));
-    }
-    // Both kernels are within the tolerance of the same optimum.
-    const bool pass = permutations && max_rel <= 2 * emd::kDefaultTolerance &&
-                      max_cost_gap <= 1e-6;
-    ok = ok && pass;
-    std::printf(
-        "N = %4d: CPU %8.2f ms (one thread), CUDA %7.3f ms; max |d_gpu - "
-        "d_cpu| = %.3e (relative %.3e); permutations %s; %s\n",
-        n, cpu_ms, gpu_ms, max_diff, max_rel, permutations ? "yes" : "NO",
-        pass ? "ok" : "FAILED");
-    cudaEventDestroy(begin);
-    cudaEventDestroy(end);
+  const auto start = std::chrono::steady_clock::now();
+  emd::SolveAuctionBatch(p.xyz1.data(), p.xyz2.data(), p.batch, n, kTolerance,
+                         cpu_dist.data(), cpu_match.data(), serial);
+  const double cpu_ms = std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+  GpuResult g = SolveGpu(p, 1 + kTimedRuns);
+  if (!g.ok) return false;
+  g.ms.erase(g.ms.begin());  // the warm-up
+  const BatchCertificate cert = CertifyBatch(p, g.match.data(), g.price.data());
+  bool agree = true;
+  for (int b = 0; b < p.batch; ++b) {
+    agree = agree && Agree(cpu_dist[b], g.dist[b],
+                           Diagonal(p.cloud1(b), p.cloud2(b), n));
   }
-  ok = CheckNonFinite(serial) && ok;
+  const double median = Median(g.ms);
+  double goal = 0.0;
+  for (const Goal& entry : kGoals) {
+    if (entry.n == n) goal = entry.ms;
+  }
+  const bool pass = cert.ok && agree && g.deterministic;
+  std::printf(
+      "| %4d | %9.2f | %8.3f | %8.3f | %8.3f | %6.1f%s | %s, %s |\n", n, cpu_ms,
+      median, *std::min_element(g.ms.begin(), g.ms.end()),
+      *std::max_element(g.ms.begin(), g.ms.end()), goal,
+      median <= goal ? " met" : " not met",
+      cert.ok && agree ? "certified" : "FAILED",
+      g.deterministic ? "deterministic" : "NOT DETERMINISTIC");
+
+  // One profiled solve.
+  DeviceProblem device(p);
+  std::vector<float> dist, price;
+  std::vector<int32_t> match;
+  std::vector<emd::cuda::AuctionProfile> profile;
+  double profiled_ms = 0.0;
+  if (!device.ok() || !device.Solve(true, &profiled_ms) ||
+      !device.Download(&dist, &match, &price, &profile)) {
+    return false;
+  }
+  std::vector<double> rounds, bids, us_round, bid, resolve, unassigned,
+      certificate, setup, phases;
+  for (const emd::cuda::AuctionProfile& q : profile) {
+    const double total = static_cast<double>(q.cycles_total);
+    const double round_cycles =
+        q.cycles_bid + q.cycles_resolve + q.cycles_unassigned;
+    rounds.push_back(q.rounds);
+    phases.push_back(q.phases);
+    bids.push_back(q.rounds ? static_cast<double>(q.bids) / q.rounds : 0.0);
+    us_round.push_back(q.rounds ? round_cycles / q.rounds / clock_khz * 1e3
+                                : 0.0);
+    bid.push_back(100.0 * q.cycles_bid / total);
+    resolve.push_back(100.0 * q.cycles_resolve / total);
+    unassigned.push_back(100.0 * q.cycles_unassigned / total);
+    certificate.push_back(100.0 * q.cycles_certificate / total);
+    setup.push_back(100.0 - 100.0 * (round_cycles + q.cycles_certificate) / total);
+  }
+  char row[256];
+  std::snprintf(row, sizeof(row),
+                "| %4d | %8.3f | %3.0f | %6.0f | %6.0f | %6.1f | %7.2f | %3.0f%% "
+                "| %3.0f%% | %3.0f%% | %3.0f%% | %3.0f%% |",
+                n, profiled_ms, Median(phases), Median(rounds),
+                *std::max_element(rounds.begin(), rounds.end()), Median(bids),
+                Median(us_round), Median(bid), Median(resolve),
+                Median(unassigned), Median(certificate), Median(setup));
+  profile_rows->push_back(row);
+  return pass;
+}
+
+// A problem holding NaN and inf next to a finite one: both kernels return at
+// once, NaN with the identity for the first, the same distance for the second.
+bool CheckNonFinite() {
+  Problem p = MakeProblem(Kind::kUniform, 2, 16, 3);
+  p.xyz1[4] = std::nanf("");
+  p.xyz2[7] = INFINITY;
+  const CpuResult cpu = SolveCpu(p);
+  const GpuResult g = SolveGpu(p, 1);
+  if (!g.ok) return false;
+  bool identity = true;
+  for (int i = 0; i < p.n; ++i) identity = identity && g.match[i] == i;
+  const bool pass = std::isnan(g.dist[0]) && std::isnan(cpu.dist[0]) &&
+                    identity &&
+                    Agree(cpu.dist[1], g.dist[1],
+                          Diagonal(p.cloud1(1), p.cloud2(1), p.n));
+  std::printf(
+      "NaN + inf cloud (N = %d): CUDA %.3f ms, distances GPU (%g, %g) CPU "
+      "(%g, %g); %s\n",
+      p.n, g.ms[0], g.dist[0], g.dist[1], cpu.dist[0], cpu.dist[1],
+      pass ? "ok" : "FAILED");
+  return pass;
+}
+
+// --sanitize: small enough for compute-sanitizer, and every kernel path
+// (prices, profile, the NaN exit) runs once.
+bool Sanitize() {
+  const Problem p = MakeProblem(Kind::kUniform, 2, 256, 11);
+  DeviceProblem device(p);
+  std::vector<float> dist, price;
+  std::vector<int32_t> match;
+  std::vector<emd::cuda::AuctionProfile> profile;
+  double ms = 0.0;
+  if (!device.ok() || !device.Solve(true, &ms) ||
+      !device.Download(&dist, &match, &price, &profile)) {
+    return false;
+  }
+  const BatchCertificate cert = CertifyBatch(p, match.data(), price.data());
+  std::printf("sanitize run: B = 2, N = 256, %s\n",
+              cert.ok ? "certified" : "NOT CERTIFIED");
+  return CheckNonFinite() && cert.ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Line-buffered, so a run cut off by a timeout keeps what it printed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  int max_n = 8192;
+  bool sanitize = false;
+  for (int a = 1; a < argc; ++a) {
+    if (std::strncmp(argv[a], "--max_n=", 8) == 0) {
+      max_n = std::atoi(argv[a] + 8);
+    } else if (std::strcmp(argv[a], "--sanitize") == 0) {
+      sanitize = true;
+    } else {
+      std::fprintf(stderr,
+                   "gpu_harness: unknown argument '%s' (flags: --max_n=N, "
+                   "--sanitize)\n",
+                   argv[a]);
+      return 2;
+    }
+  }
+  int devices = 0;
+  const cudaError_t probe = cudaGetDeviceCount(&devices);
+  const bool gpu = probe == cudaSuccess && devices > 0;
+  if (sanitize) {
+    if (!gpu) {
+      std::fprintf(stderr, "gpu_harness --sanitize: no CUDA GPU\n");
+      return 1;
+    }
+    return Sanitize() ? 0 : 1;
+  }
+  double clock_khz = 0.0;
+  if (gpu) {
+    cudaDeviceProp prop;
+    int khz = 0;
+    if (!Check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties") ||
+        !Check(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0),
+               "cudaDeviceGetAttribute")) {
+      return 1;
+    }
+    clock_khz = khz;
+    std::printf("gpu_harness: %s (sm_%d%d, %d SMs, %.0f MHz), tolerance %.0e\n",
+                prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+                clock_khz / 1e3, kTolerance);
+  } else {
+    std::printf(
+        "gpu_harness: no CUDA GPU (%s): the CPU kernel and the certificate "
+        "only; the GPU checks, timings and profile did not run\n",
+        probe != cudaSuccess ? cudaGetErrorString(probe) : "0 devices");
+  }
+  bool ok = CertificateSelfTest();
+  if (gpu) {
+    ok = CheckNonFinite() && ok;
+    std::printf(
+        "\nTimings: B = %d uniform clouds, %d timed solves after a warm-up "
+        "(ms)\n"
+        "| N | CPU one thread | CUDA median | min | max | goal | checks |\n"
+        "|---|---|---|---|---|---|---|\n",
+        kTimingBatch, kTimedRuns);
+    std::vector<std::string> profile_rows;
+    for (const Goal& goal : kGoals) {
+      if (goal.n <= max_n) ok = TimeSize(goal.n, clock_khz, &profile_rows) && ok;
+    }
+    std::printf(
+        "\nProfile: one profiled solve of each timed problem, medians over the "
+        "batch; us/round is bid + resolve + unassigned scan per round; shares "
+        "of the kernel's cycles\n"
+        "| N | ms | phases | rounds | max rounds | bids/round | us/round | "
+        "bid | resolve | unassigned scan | certificate | set-up |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (const std::string& row : profile_rows) std::printf("%s\n", row.c_str());
+  }
+  std::printf("\nShapes (CPU threads: %u)\n",
+              std::thread::hardware_concurrency());
+  uint32_t seed = 1;
+  for (const int n : kShapeSizes) {
+    if (n > max_n) continue;
+    for (const Kind kind : kKinds) ok = CheckShape(kind, n, gpu, seed++) && ok;
+  }
+  std::printf("\ngpu_harness: %s\n", ok ? "all checks passed" : "FAILED");
   return ok ? 0 : 1;
 }
