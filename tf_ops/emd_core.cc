@@ -264,8 +264,9 @@ double MatchedMean(const float* xyz1, const float* xyz2, int64_t n,
   return sum / static_cast<double>(n);
 }
 
-// Diagonal of the bounding box of both clouds: the largest possible distance.
-double Diagonal(const float* xyz1, const float* xyz2, int64_t n) {
+}  // namespace
+
+double BoundingBoxDiagonal(const float* xyz1, const float* xyz2, int64_t n) {
   double lo[3], hi[3];
   for (int d = 0; d < 3; ++d) lo[d] = hi[d] = xyz1[d];
   for (const float* cloud : {xyz1, xyz2}) {
@@ -280,6 +281,8 @@ double Diagonal(const float* xyz1, const float* xyz2, int64_t n) {
                    (hi[1] - lo[1]) * (hi[1] - lo[1]) +
                    (hi[2] - lo[2]) * (hi[2] - lo[2]));
 }
+
+namespace {
 
 bool AllFinite(const float* xyz1, const float* xyz2, int64_t n) {
   for (int64_t k = 0; k < 3 * n; ++k) {
@@ -300,7 +303,7 @@ double Solve(const float* xyz1, const float* xyz2, int64_t n, double tolerance,
     for (int64_t i = 0; i < n; ++i) match[i] = static_cast<int32_t>(i);
     return std::numeric_limits<double>::quiet_NaN();
   }
-  const double diagonal = Diagonal(xyz1, xyz2, n);
+  const double diagonal = BoundingBoxDiagonal(xyz1, xyz2, n);
   if (n == 1 || diagonal == 0.0) {
     for (int64_t i = 0; i < n; ++i) match[i] = static_cast<int32_t>(i);
     return MatchedMean(xyz1, xyz2, n, match);

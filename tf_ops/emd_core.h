@@ -50,6 +50,10 @@ double SolveAuction(const float* xyz1, const float* xyz2, int64_t n,
                     double tolerance, int32_t* match,
                     AuctionStats* stats = nullptr, float* price = nullptr);
 
+// Diagonal of the bounding box of both (n, 3) clouds, n >= 1: the largest
+// possible distance, the scale of the epsilon schedule and of its floor.
+double BoundingBoxDiagonal(const float* xyz1, const float* xyz2, int64_t n);
+
 // Runs body(begin, end) over [0, count) in parallel; the caller supplies the
 // thread pool (TF's in the op, a serial loop in the harness).
 using ParallelFor = std::function<void(

@@ -169,20 +169,7 @@ double Distance(const float* p, const float* q) {
 }
 
 double Diagonal(const float* xyz1, const float* xyz2, int n) {
-  if (n == 0) return 0.0;
-  double lo[3], hi[3];
-  for (int d = 0; d < 3; ++d) lo[d] = hi[d] = xyz1[d];
-  for (const float* cloud : {xyz1, xyz2}) {
-    for (int i = 0; i < n; ++i) {
-      for (int d = 0; d < 3; ++d) {
-        lo[d] = std::min(lo[d], static_cast<double>(cloud[3 * i + d]));
-        hi[d] = std::max(hi[d], static_cast<double>(cloud[3 * i + d]));
-      }
-    }
-  }
-  double squared = 0.0;
-  for (int d = 0; d < 3; ++d) squared += (hi[d] - lo[d]) * (hi[d] - lo[d]);
-  return std::sqrt(squared);
+  return n > 0 ? emd::BoundingBoxDiagonal(xyz1, xyz2, n) : 0.0;
 }
 
 // The certificate of one solve, recomputed from its matching and prices.
@@ -445,6 +432,20 @@ GpuResult SolveGpu(const Problem& p, int solves) {
   return r;
 }
 
+// One solve with the profile on, and all its outputs.
+struct ProfiledRun {
+  std::vector<float> dist, price;
+  std::vector<int32_t> match;
+  std::vector<emd::cuda::AuctionProfile> profile;
+  double ms = 0.0;
+};
+
+bool SolveProfiled(const Problem& p, ProfiledRun* run) {
+  DeviceProblem device(p);
+  return device.ok() && device.Solve(true, &run->ms) &&
+         device.Download(&run->dist, &run->match, &run->price, &run->profile);
+}
+
 // The certificate must accept the CPU kernel's solution, agree with the
 // kernel's own bound, and reject a worse matching and a non-permutation.
 bool CertificateSelfTest() {
@@ -566,19 +567,11 @@ bool TimeSize(int n, double clock_khz, std::vector<std::string>* profile_rows) {
       cert.ok && agree ? "certified" : "FAILED",
       g.deterministic ? "deterministic" : "NOT DETERMINISTIC");
 
-  // One profiled solve.
-  DeviceProblem device(p);
-  std::vector<float> dist, price;
-  std::vector<int32_t> match;
-  std::vector<emd::cuda::AuctionProfile> profile;
-  double profiled_ms = 0.0;
-  if (!device.ok() || !device.Solve(true, &profiled_ms) ||
-      !device.Download(&dist, &match, &price, &profile)) {
-    return false;
-  }
+  ProfiledRun run;
+  if (!SolveProfiled(p, &run)) return false;
   std::vector<double> rounds, bids, us_round, bid, resolve, unassigned,
       certificate, setup, phases;
-  for (const emd::cuda::AuctionProfile& q : profile) {
+  for (const emd::cuda::AuctionProfile& q : run.profile) {
     const double total = static_cast<double>(q.cycles_total);
     const double round_cycles =
         q.cycles_bid + q.cycles_resolve + q.cycles_unassigned;
@@ -597,7 +590,7 @@ bool TimeSize(int n, double clock_khz, std::vector<std::string>* profile_rows) {
   std::snprintf(row, sizeof(row),
                 "| %4d | %8.3f | %3.0f | %6.0f | %6.0f | %6.1f | %7.2f | %3.0f%% "
                 "| %3.0f%% | %3.0f%% | %3.0f%% | %3.0f%% |",
-                n, profiled_ms, Median(phases), Median(rounds),
+                n, run.ms, Median(phases), Median(rounds),
                 *std::max_element(rounds.begin(), rounds.end()), Median(bids),
                 Median(us_round), Median(bid), Median(resolve),
                 Median(unassigned), Median(certificate), Median(setup));
@@ -632,16 +625,10 @@ bool CheckNonFinite() {
 // (prices, profile, the NaN exit) runs once.
 bool Sanitize() {
   const Problem p = MakeProblem(Kind::kUniform, 2, 256, 11);
-  DeviceProblem device(p);
-  std::vector<float> dist, price;
-  std::vector<int32_t> match;
-  std::vector<emd::cuda::AuctionProfile> profile;
-  double ms = 0.0;
-  if (!device.ok() || !device.Solve(true, &ms) ||
-      !device.Download(&dist, &match, &price, &profile)) {
-    return false;
-  }
-  const BatchCertificate cert = CertifyBatch(p, match.data(), price.data());
+  ProfiledRun run;
+  if (!SolveProfiled(p, &run)) return false;
+  const BatchCertificate cert =
+      CertifyBatch(p, run.match.data(), run.price.data());
   std::printf("sanitize run: B = 2, N = 256, %s\n",
               cert.ok ? "certified" : "NOT CERTIFIED");
   return CheckNonFinite() && cert.ok;
