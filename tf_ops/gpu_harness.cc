@@ -19,11 +19,17 @@
 // GPU parts did not run.
 //
 // Flags: --max_n=N skips larger problems; --sanitize runs one small solve
-// (B = 2, N = 256) and the NaN/inf problem, for compute-sanitizer.
+// (B = 2, N = 256) and the NaN/inf problem, for compute-sanitizer;
+// --dump=DIR writes the timed problems with their certified distances and
+// the CUDA medians for benchmarks/emd_msn.py (DIR/problems.json and one raw
+// float32 file per size: xyz1 then xyz2, each (32, N, 3)).
 // Exit status 0 when every check passed, 1 otherwise.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -529,9 +535,15 @@ bool CheckShape(Kind kind, int n, bool gpu, uint32_t seed) {
   return pass;
 }
 
-// One size: prints the timing row, appends the profile's.
-bool TimeSize(int n, double clock_khz, std::vector<std::string>* profile_rows) {
-  const Problem p = MakeProblem(Kind::kUniform, kTimingBatch, n, 1000 + n);
+// The timed problem of size n: the same clouds in every run of the harness.
+Problem TimingProblem(int n) {
+  return MakeProblem(Kind::kUniform, kTimingBatch, n, 1000 + n);
+}
+
+// One size: prints the timing row, appends the profile's, sets the median.
+bool TimeSize(int n, double clock_khz, std::vector<std::string>* profile_rows,
+              double* median_ms) {
+  const Problem p = TimingProblem(n);
   std::vector<float> cpu_dist(p.batch);
   std::vector<int32_t> cpu_match(p.count());
   const emd::ParallelFor serial =
@@ -554,6 +566,7 @@ bool TimeSize(int n, double clock_khz, std::vector<std::string>* profile_rows) {
                            Diagonal(p.cloud1(b), p.cloud2(b), n));
   }
   const double median = Median(g.ms);
+  *median_ms = median;
   double goal = 0.0;
   for (const Goal& entry : kGoals) {
     if (entry.n == n) goal = entry.ms;
@@ -621,6 +634,83 @@ bool CheckNonFinite() {
   return pass;
 }
 
+// --dump=DIR: the timed problems, the CPU kernel's certified distances and
+// the CUDA medians (null without a GPU), for another solver's comparison.
+bool Dump(const std::string& dir, int max_n, const char* gpu_name,
+          const std::map<int, double>& cuda_median_ms) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    std::fprintf(stderr, "gpu_harness --dump=%s: %s\n", dir.c_str(),
+                 error.message().c_str());
+    return false;
+  }
+  std::string json = "{\"tolerance\": ";
+  json += std::to_string(kTolerance) + ", \"gpu\": ";
+  json += gpu_name ? "\"" + std::string(gpu_name) + "\"" : "null";
+  json += ", \"problems\": [";
+  bool first = true;
+  for (const Goal& goal : kGoals) {
+    if (goal.n > max_n) continue;
+    const Problem p = TimingProblem(goal.n);
+    const CpuResult cpu = SolveCpu(p);
+    if (!CertifyBatch(p, cpu.match.data(), cpu.price.data()).ok) {
+      std::fprintf(stderr, "gpu_harness --dump: N = %d not certified\n",
+                   goal.n);
+      return false;
+    }
+    const std::string name = "uniform_b" + std::to_string(p.batch) + "_n" +
+                             std::to_string(p.n) + ".f32";
+    std::ofstream clouds(dir + "/" + name, std::ios::binary);
+    clouds.write(reinterpret_cast<const char*>(p.xyz1.data()),
+                 p.xyz1.size() * sizeof(float));
+    clouds.write(reinterpret_cast<const char*>(p.xyz2.data()),
+                 p.xyz2.size() * sizeof(float));
+    if (!clouds.good()) {
+      std::fprintf(stderr, "gpu_harness --dump: cannot write %s/%s\n",
+                   dir.c_str(), name.c_str());
+      return false;
+    }
+    char head[160];
+    std::snprintf(head, sizeof(head),
+                  "%s{\"n\": %d, \"batch\": %d, \"file\": \"%s\", "
+                  "\"cuda_median_ms\": ",
+                  first ? "" : ", ", p.n, p.batch, name.c_str());
+    json += head;
+    const auto median = cuda_median_ms.find(p.n);
+    json += median == cuda_median_ms.end() ? "null"
+                                           : std::to_string(median->second);
+    json += ", \"distance\": [";
+    for (int b = 0; b < p.batch; ++b) {
+      char value[32];
+      std::snprintf(value, sizeof(value), "%s%.9g", b ? ", " : "", cpu.dist[b]);
+      json += value;
+    }
+    json += "]}";
+    first = false;
+  }
+  json += "]}\n";
+  // Written last and whole, so a reader never sees a half-written index.
+  const std::string index = dir + "/problems.json";
+  {
+    std::ofstream out(index + ".tmp");
+    out << json;
+    if (!out.good()) {
+      std::fprintf(stderr, "gpu_harness --dump: cannot write %s\n",
+                   index.c_str());
+      return false;
+    }
+  }
+  std::filesystem::rename(index + ".tmp", index, error);
+  if (error) {
+    std::fprintf(stderr, "gpu_harness --dump: %s\n", error.message().c_str());
+    return false;
+  }
+  std::printf("\nDumped the timed problems and their certified distances to %s\n",
+              index.c_str());
+  return true;
+}
+
 // --sanitize: small enough for compute-sanitizer, and every kernel path
 // (prices, profile, the NaN exit) runs once.
 bool Sanitize() {
@@ -641,15 +731,18 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   int max_n = 8192;
   bool sanitize = false;
+  std::string dump;
   for (int a = 1; a < argc; ++a) {
     if (std::strncmp(argv[a], "--max_n=", 8) == 0) {
       max_n = std::atoi(argv[a] + 8);
     } else if (std::strcmp(argv[a], "--sanitize") == 0) {
       sanitize = true;
+    } else if (std::strncmp(argv[a], "--dump=", 7) == 0 && argv[a][7]) {
+      dump = argv[a] + 7;
     } else {
       std::fprintf(stderr,
                    "gpu_harness: unknown argument '%s' (flags: --max_n=N, "
-                   "--sanitize)\n",
+                   "--sanitize, --dump=DIR)\n",
                    argv[a]);
       return 2;
     }
@@ -665,8 +758,8 @@ int main(int argc, char** argv) {
     return Sanitize() ? 0 : 1;
   }
   double clock_khz = 0.0;
+  cudaDeviceProp prop;
   if (gpu) {
-    cudaDeviceProp prop;
     int khz = 0;
     if (!Check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties") ||
         !Check(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0),
@@ -684,6 +777,7 @@ int main(int argc, char** argv) {
         probe != cudaSuccess ? cudaGetErrorString(probe) : "0 devices");
   }
   bool ok = CertificateSelfTest();
+  std::map<int, double> cuda_median_ms;
   if (gpu) {
     ok = CheckNonFinite() && ok;
     std::printf(
@@ -694,7 +788,9 @@ int main(int argc, char** argv) {
         kTimingBatch, kTimedRuns);
     std::vector<std::string> profile_rows;
     for (const Goal& goal : kGoals) {
-      if (goal.n <= max_n) ok = TimeSize(goal.n, clock_khz, &profile_rows) && ok;
+      if (goal.n > max_n) continue;
+      ok = TimeSize(goal.n, clock_khz, &profile_rows, &cuda_median_ms[goal.n]) &&
+           ok;
     }
     std::printf(
         "\nProfile: one profiled solve of each timed problem, medians over the "
@@ -704,6 +800,9 @@ int main(int argc, char** argv) {
         "bid | resolve | unassigned scan | certificate | set-up |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const std::string& row : profile_rows) std::printf("%s\n", row.c_str());
+  }
+  if (!dump.empty()) {
+    ok = Dump(dump, max_n, gpu ? prop.name : nullptr, cuda_median_ms) && ok;
   }
   std::printf("\nShapes (CPU threads: %u)\n",
               std::thread::hardware_concurrency());
