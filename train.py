@@ -50,6 +50,13 @@ flags.DEFINE_integer("image_size", None, "Override the preset's crop size (pixel
 flags.DEFINE_integer("batch_size", None, "Override the preset's batch size.")
 flags.DEFINE_integer("max_steps", None, "Override the preset's number of steps.")
 flags.DEFINE_float("learning_rate", None, "Override the preset's initial Adam learning rate.")
+flags.DEFINE_enum("lr_schedule", None, presets.LR_SCHEDULES,
+                  "Override the preset's learning-rate schedule: plateau decays x0.1 on validation "
+                  "plateaus (the paper; preset paper), fixed at --lr_decay_fractions of the steps "
+                  "(the CPU regime; presets experiment and cpu).")
+flags.DEFINE_list("lr_decay_fractions", None,
+                  "With a fixed schedule: override the fractions of --max_steps at which the "
+                  "learning rate decays x0.1 (increasing, in (0, 1); e.g. 0.6,0.85).")
 flags.DEFINE_boolean("view_correction", True, "Rotate the camera onto the hand (paper Fig. 5).")
 flags.DEFINE_float("labelled_fraction", 1.0,
                    "Weak supervision (paper Fig. 8): the first fraction of training samples keep "
@@ -96,9 +103,18 @@ def run_config_from_flags():
     decoders = tuple(FLAGS.decoders) if FLAGS.strategy == "extended" else ()
     model = presets.model_config(FLAGS.preset, data, width=FLAGS.width,
                                  strategy=FLAGS.strategy, decoders=decoders)
+    fractions = FLAGS.lr_decay_fractions
+    if fractions is not None:
+        try:
+            fractions = tuple(float(f) for f in fractions)
+        except ValueError as e:
+            raise ValueError(f"--lr_decay_fractions={','.join(fractions)}: not numbers") from e
+    elif FLAGS.lr_schedule == "plateau":
+        fractions = ()  # the preset's fixed fractions do not apply to a plateau schedule
     train = run_config.TrainConfig.from_preset(
         FLAGS.preset, batch_size=FLAGS.batch_size, max_steps=FLAGS.max_steps,
-        learning_rate=FLAGS.learning_rate, checkpoint_every=FLAGS.checkpoint_every,
+        learning_rate=FLAGS.learning_rate, lr_schedule=FLAGS.lr_schedule,
+        lr_decay_fractions=fractions, checkpoint_every=FLAGS.checkpoint_every,
         eval_every=FLAGS.eval_every, validate_on=FLAGS.validate_on, seed=FLAGS.seed)
     return run_config.RunConfig(model, data, train)
 

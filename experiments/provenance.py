@@ -104,8 +104,32 @@ def portable(value, repo: str):
     return json.loads(text)
 
 
-def run_provenance(data_dir: str, code: Dict[str, object],
-                   result_neutral: Optional[str]) -> Dict[str, object]:
+def code_commit(repo: str, commit: Optional[str]) -> Optional[str]:
+    """The newest commit at or before `commit` that changed code (anything outside
+    `NOT_CODE_DIRS` and the Markdown files): the code version that records of many commits
+    share. None without a checkout or commit."""
+    if not commit:
+        return None
+    found = _git(repo, "log", "-1", "--format=%H", commit, "--", ".", *_NOT_CODE)
+    return (found.strip() or None) if found is not None else None
+
+
+def cpu_model() -> Optional[str]:
+    """The CPU's model name (Linux /proc/cpuinfo), None where it cannot be read: floating-point
+    kernels, and so the last digits of a result, can differ between CPU models."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def run_provenance(data_dir: str, code: Dict[str, object], result_neutral: Optional[str],
+                   intra_op_threads: Optional[int] = None,
+                   repo: Optional[str] = None) -> Dict[str, object]:
     """The provenance part of a run record.
 
     Args:
@@ -113,10 +137,14 @@ def run_provenance(data_dir: str, code: Dict[str, object],
       code: `git_state` of the checkout whose code trains the run, taken before it starts.
       result_neutral: the declaration that let a run of other code (or a dirty tree) into the
         results directory (`code_refusal`), else None.
+      intra_op_threads: TensorFlow's threads per operation when set (None: its default).
+      repo: the checkout, for `code_commit` (None: not recorded).
     """
-    return {"commit": code["commit"], "dirty": code["dirty"],
-            "dirty_paths": list(code["dirty_paths"]), "result_neutral": result_neutral,
-            "cpu_count": os.cpu_count(),
+    return {"commit": code["commit"],
+            "code_commit": code_commit(repo, code["commit"]) if repo else None,
+            "dirty": code["dirty"], "dirty_paths": list(code["dirty_paths"]),
+            "result_neutral": result_neutral, "cpu_count": os.cpu_count(),
+            "cpu_model": cpu_model(), "intra_op_threads": intra_op_threads,
             "data": {"generator": generator_settings(data_dir),
                      "fingerprint": data_fingerprint(data_dir)}}
 

@@ -1,4 +1,4 @@
-"""Tables and figures of the finished runs: results/table1.md, view.md, weak.md, stb.md,
+"""Tables and figures of the finished runs: results/claims.md, table1.md, view.md, weak.md, stb.md,
 occlusion.md, summary.json, runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png.
 
 Everything here is rebuilt from the per-run records (runs/<name>.json) after each finished run,
@@ -15,7 +15,7 @@ from evaluation import figures, protocol
 from evaluation.figures import plt  # pyplot with the file-only backend figures chose
 from evaluation.files import atomic_write
 from evaluation.report import write_metrics
-from experiments import suites
+from experiments import claims, suites
 
 
 # Bins of results/occlusion.md: keypoints of a test sample hidden by the depth test (the
@@ -142,20 +142,29 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str,
     stb = [s for s in (_row_stats(r, records) for r in suites.STB) if s]
     summary_rows = (table1 + [s for s in view if s["name"] not in {t["name"] for t in table1}]
                     + stb)
+    decided = claims.decide(records)
+    figure_run = _figure_run(records)
     summary = {"mean_pose_epe_mm": mean_pose["epe_mean_mm"] if mean_pose else None,
-               "setting": setting,
+               "setting": setting, "claims": decided,
+               "figures_run": figure_run["name"] if figure_run else None,
                "rows": [{k: s[k] for k in ("name", "strategy", "decoders", "view_correction",
                                            "seeds", "steps", "epe_mean_mm", "epe_std_mm",
                                            "auc_0_50")} for s in summary_rows]}
     path = os.path.join(out_dir, "summary.json")
     write_metrics(summary, path)
     written.append(path)
+    path = os.path.join(out_dir, "claims.md")
+    _write_text(path, claims.claims_markdown(decided, setting))
+    written.append(path)
 
     if table1:
         path = os.path.join(out_dir, "table1.md")
+        figures_note = ("" if figure_run is None else
+                        f" fig3.png and fig4.png (Fig. 3 and 4 in kind) are evaluate.py's "
+                        f"figures of {figure_run['name']}, the S4 run of lowest test EPE.")
         _write_text(path, _table(table1, mean_pose, "Table 1 in kind",
                                  f"{setting}. The paper's column is RHD, not comparable in "
-                                 "value, only in order."))
+                                 "value, only in order." + figures_note))
         written.append(path)
         curves = {s["name"]: (s["pck_thresholds_mm"], s["pck"]) for s in table1}
         if mean_pose is not None:
@@ -174,7 +183,7 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str,
         _write_text(path, _stb_text(stb, stb_mean_pose, stb_setting or setting))
         written.append(path)
     written += _write_occlusion(out_dir, records, setting)
-    written += _copy_figures(out_dir, records)
+    written += _copy_figures(out_dir, figure_run)
     return written
 
 
@@ -198,11 +207,22 @@ _WEAK_ARMS = ((0, f"S4 poe weak ({suites.UNLABELLED_BATCH_SIZE} labelled + "
               (2, "S1 cvae on the labelled part alone", suites.S1))
 
 
+def _mean_half_width(stats: dict) -> float:
+    """Half-width of the 95% Student t interval of a row's mean EPE over its seeds (0 for one
+    seed)."""
+    n = len(stats["seeds"])
+    return claims.half_width(stats["epe_std_mm"], n) if n > 1 else 0.0
+
+
 def _weak_cell(stats: Optional[dict]) -> str:
     if stats is None:
         return "-"
     seeds = len(stats["seeds"])
-    return f"{_epe_cell(stats)} ({seeds} seed{'s' if seeds > 1 else ''})"
+    if seeds == 1:
+        return f"{_epe_cell(stats)} (1 seed)"
+    half = _mean_half_width(stats)
+    return (f"{_epe_cell(stats)}, 95% CI [{stats['epe_mean_mm'] - half:.2f}, "
+            f"{stats['epe_mean_mm'] + half:.2f}] ({seeds} seeds)")
 
 
 def _write_weak(out_dir, records, setting) -> List[str]:
@@ -222,7 +242,8 @@ def _write_weak(out_dir, records, setting) -> List[str]:
              "the paper's model fully supervised on less data, and S1. This batch design is "
              "ours; the paper states none. The 100% row is Table 1's S4 and S1 (every arm is "
              "then the fully supervised model). Test EPE mean (mm), mean over seeds +- their "
-             "standard deviation.", "",
+             "standard deviation, and the 95% Student t interval of the mean; the paired "
+             "differences between the arms are in claims.md.", "",
              "| labelled | " + " | ".join(label for _, label, _ in _WEAK_ARMS) + " |",
              "|---|---|---|---|"]
     for point, fraction in enumerate(suites.WEAK_FRACTIONS):
@@ -239,15 +260,17 @@ def _write_weak(out_dir, records, setting) -> List[str]:
         points = [(100 * fraction, s) for fraction, s in curve if s]
         if points:
             ax.errorbar([x for x, _ in points], [s["epe_mean_mm"] for _, s in points],
-                        yerr=[s["epe_std_mm"] for _, s in points], marker="o", capsize=3,
+                        yerr=[_mean_half_width(s) for _, s in points], marker="o", capsize=3,
                         label=label)
     for row, style in ((suites.S4, "--"), (suites.S1, ":")):
         if full[row.key]:
             ax.axhline(full[row.key]["epe_mean_mm"], color="gray", linestyle=style,
                        label=f"{row.name}, 100% labelled (Table 1)")
-    ax.set_xlabel("labelled training samples m (%)")
-    ax.set_ylabel("mean EPE (mm), test split")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training samples m (%, log scale)")
+    ax.set_ylabel("mean EPE (mm), test split; bars: 95% CI over seeds")
     ax.set_xticks([100 * f for f in suites.WEAK_FRACTIONS])
+    ax.set_xticklabels([f"{suites.percent(f)}" for f in suites.WEAK_FRACTIONS])
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("Weak supervision")
@@ -333,12 +356,17 @@ def _write_occlusion(out_dir, records, setting) -> List[str]:
     return [path]
 
 
-def _copy_figures(out_dir, records) -> List[str]:
-    """Fig. 3 and 4 of the best S4 run (lowest test EPE) as evaluate.py drew them."""
+def _figure_run(records) -> Optional[dict]:
+    """The record of the run whose figures are fig3.png and fig4.png: the S4 run of lowest test
+    EPE, None before the first."""
     s4 = [r for r in records.values() if r["row_key"] == suites.S4.key]
-    if not s4:
+    return min(s4, key=lambda r: r["metrics"]["epe_mean_mm"]) if s4 else None
+
+
+def _copy_figures(out_dir, best: Optional[dict]) -> List[str]:
+    """Fig. 3 and 4 of `best` (`_figure_run`) as evaluate.py drew them."""
+    if best is None:
         return []
-    best = min(s4, key=lambda r: r["metrics"]["epe_mean_mm"])
     written = []
     for source, target in (("fig3_samples.png", "fig3.png"), ("fig4_interpolation.png",
                                                                 "fig4.png")):

@@ -19,11 +19,13 @@ results/, tests/, benchmarks/, .ci/ and Markdown files), unless --result_neutral
 change unable to alter results. After every run the aggregates (table1.md, view.md, weak.md, stb.md, summary.json,
 runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png) are rebuilt from the records. Models live under --model_root (not committed).
 """
+import concurrent.futures
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 from common import cli
@@ -65,6 +67,11 @@ flags.DEFINE_string("model_root", None, "Model directories (default: runs/experi
 flags.DEFINE_string("cache_dir", None, "Pre-processed data cache (default: data/cache).")
 flags.DEFINE_integer("synthetic_train", 6000, "Training samples of the generated synthetic set.")
 flags.DEFINE_integer("synthetic_test", 1000, "Test samples of the generated synthetic set.")
+flags.DEFINE_integer("jobs", 1, "Runs trained at once (each a train.py then evaluate.py); "
+                     "their order of start is the list's (--dry_run).", lower_bound=1)
+flags.DEFINE_integer("intra_op_threads", 0, "Threads per TensorFlow operation of every run "
+                     "(TF_NUM_INTRAOP_THREADS; 0: TensorFlow's default, the machine's cores); "
+                     "recorded in each run's provenance.", lower_bound=0)
 flags.DEFINE_boolean("dry_run", False, "Print the runs and their commands; train nothing.")
 flags.DEFINE_string("result_neutral", None,
                     "Why a change of code cannot alter results: lets runs be added although the "
@@ -89,17 +96,22 @@ def _script(name, *args):
     return [sys.executable, os.path.join(REPO, name), *args]
 
 
-def _call(cmd, log_path):
-    """Runs cmd with its output appended to log_path (and echoed); raises on failure."""
-    print("$ " + " ".join(cmd), flush=True)
+def _call(cmd, log_path, prefix=""):
+    """Runs cmd with its output appended to log_path (and echoed, each line after `prefix`);
+    raises on failure. With --intra_op_threads, TensorFlow in cmd uses that many threads per
+    operation (TF_NUM_INTRAOP_THREADS)."""
+    print(f"{prefix}$ " + " ".join(cmd), flush=True)
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if FLAGS.intra_op_threads:
+        env["TF_NUM_INTRAOP_THREADS"] = str(FLAGS.intra_op_threads)
     with open(log_path, "a", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                text=True, env=env)
         for line in proc.stdout:
             log.write(line)
             if not line.startswith("\r"):
-                sys.stdout.write("  " + line)
+                sys.stdout.write(f"  {prefix}{line}")
         if proc.wait():
             raise RuntimeError(f"{cmd[1]} failed with exit code {proc.returncode}; see {log_path}")
 
@@ -133,11 +145,15 @@ def _mean_pose(out_dir, model_root, data, data_dir, image_size, name="mean_pose"
         eval_dir = os.path.join(model_root, name)
         predictions = os.path.join(eval_dir, "predictions.npz")
         log = os.path.join(eval_dir, "log.txt")
-        _call(_module("evaluation.mean_pose", *_common_flags(data, data_dir),
-                      f"--image_size={image_size}", f"--out={predictions}"), log)
+        command = _module("evaluation.mean_pose", *_common_flags(data, data_dir),
+                          f"--image_size={image_size}", f"--out={predictions}")
+        origin = provenance.run_provenance(data_dir, provenance.git_state(REPO), None, repo=REPO)
+        _call(command, log)
         _call(_script("evaluate.py", f"--predictions={predictions}", f"--out={eval_dir}"), log)
         with open(os.path.join(eval_dir, "metrics.json"), encoding="utf-8") as f:
-            report.write_metrics(_portable(json.load(f)), path)
+            metrics = json.load(f)
+        report.write_metrics(_portable({**metrics, "command": " ".join(command),
+                                        "provenance": origin}), path)
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -152,10 +168,11 @@ def _run_one(run, out_dir, model_root, data, data_dir, origin):
                     f"--preset={FLAGS.preset}", f"--model_dir={model_dir}")
     if FLAGS.max_steps:
         train.append(f"--max_steps={FLAGS.max_steps}")
+    prefix = f"[{run.name}] " if FLAGS.jobs > 1 else ""
     start = time.time()
-    _call(train, log)
+    _call(train, log, prefix)
     train_seconds = time.time() - start
-    _call(_script("evaluate.py", f"--ckpt={model_dir}", f"--out={eval_dir}"), log)
+    _call(_script("evaluate.py", f"--ckpt={model_dir}", f"--out={eval_dir}"), log, prefix)
     eval_seconds = time.time() - start - train_seconds
     with open(os.path.join(eval_dir, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
@@ -314,16 +331,37 @@ def main(argv):
             return report.write_all(out_dir, mean_pose, setting, stb_mean_pose=stb_mean_pose,
                                     stb_setting=stb_setting if stb_apart else setting)
 
-        for index, run in enumerate(todo, 1):
-            print(f"[{index}/{len(todo)}] {run.name} ({time.time() - start:.0f} s so far)",
-                  flush=True)
-            # Checked again before each run: the checkout may change while a suite runs.
-            code = provenance.git_state(REPO)
-            declared = _check_code(out_dir, code)
-            data, run_dir = _data_of(run.row, data_dir, stb_dir)
-            origin = provenance.run_provenance(run_dir, code, declared)
-            _run_one(run, out_dir, model_root, data, run_dir, origin)
-            rebuild()
+        lock = threading.Lock()  # one run starts, or one rebuild writes, at a time
+        failed = threading.Event()  # after a failure no further run starts
+
+        def train_and_record(index, run):
+            try:
+                with lock:
+                    if failed.is_set():
+                        return
+                    print(f"[{index}/{len(todo)}] {run.name} ({time.time() - start:.0f} s so "
+                          "far)", flush=True)
+                    # Checked again before each run: the checkout may change while a suite runs.
+                    code = provenance.git_state(REPO)
+                    declared = _check_code(out_dir, code)
+                    data, run_dir = _data_of(run.row, data_dir, stb_dir)
+                    origin = provenance.run_provenance(run_dir, code, declared,
+                                                       FLAGS.intra_op_threads or None, REPO)
+                _run_one(run, out_dir, model_root, data, run_dir, origin)
+                with lock:
+                    rebuild()
+            except BaseException:  # SystemExit from _check_code too
+                failed.set()
+                raise
+
+        with concurrent.futures.ThreadPoolExecutor(FLAGS.jobs) as pool:
+            futures = [pool.submit(train_and_record, index, run)
+                       for index, run in enumerate(todo, 1)]
+            for future in futures:
+                error = future.exception()
+                if error is not None:
+                    failed.set()
+                    raise error
         written = rebuild()
     except RuntimeError as e:
         sys.exit(f"error: {e}")

@@ -7,7 +7,7 @@ experiments read it back to rebuild the model (`restore_model`).
 import dataclasses
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import tensorflow as tf
 
@@ -29,9 +29,14 @@ class TrainConfig(JsonConfig):
       max_steps: optimisation steps in total.
       learning_rate: Adam's initial learning rate.
       beta_start, beta_end: KL weight annealed geometrically over `beta_anneal_steps`.
-      lr_decay: factor applied on each validation plateau, at most `max_lr_decays` times; a plateau
-        after the last decay ends training (converged).
-      plateau_patience: validations without a new best EPE that make a plateau.
+      lr_schedule: when the learning rate decays by `lr_decay` (model/schedules.py): 'plateau'
+        on each validation plateau, at most `max_lr_decays` times, a plateau after the last decay
+        ending training (converged), as the paper does; 'fixed' at the fractions
+        `lr_decay_fractions` of max_steps, the budgeted CPU regime's stand-in.
+      lr_decay: the learning rate's factor at each decay.
+      lr_decay_fractions: for 'fixed', increasing fractions of max_steps in (0, 1) at which the
+        learning rate decays; empty for 'plateau'.
+      plateau_patience: for 'plateau', validations without a new best EPE that make a plateau.
       eval_every, checkpoint_every, log_every: cadence in steps.
       eval_batches: validation batches per evaluation (0 = the whole split).
       validate_on: the split whose EPE drives the plateaus: 'val' (held out of the training
@@ -48,13 +53,15 @@ class TrainConfig(JsonConfig):
     beta_start: float = 1e-5
     beta_end: float = 1e-3
     beta_anneal_steps: int = presets.DEMO_STEPS // 3
+    lr_schedule: str = "fixed"
     lr_decay: float = 0.1
+    lr_decay_fractions: Tuple[float, ...] = presets.CPU_LR_DECAY_FRACTIONS
     max_lr_decays: int = 2
     plateau_patience: int = 3
     eval_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 25
-    eval_batches: int = 8
+    eval_batches: int = 0
     validate_on: str = "val"
     max_nonfinite_steps: int = 5
     seed: int = 0
@@ -73,6 +80,18 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
         if self.eval_batches < 0:
             raise ValueError(f"TrainConfig.eval_batches must be >= 0, got {self.eval_batches}")
+        if self.lr_schedule not in presets.LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {presets.LR_SCHEDULES}, got "
+                             f"{self.lr_schedule!r}")
+        fractions = tuple(self.lr_decay_fractions)
+        if self.lr_schedule == "fixed" and not (
+                fractions and all(0 < f < 1 for f in fractions)
+                and all(a < b for a, b in zip(fractions, fractions[1:]))):
+            raise ValueError("TrainConfig.lr_decay_fractions must be increasing fractions of "
+                             f"max_steps in (0, 1) for lr_schedule='fixed', got {fractions}")
+        if self.lr_schedule == "plateau" and fractions:
+            raise ValueError("TrainConfig.lr_decay_fractions must be empty for "
+                             f"lr_schedule='plateau' (it decays on plateaus), got {fractions}")
         if self.validate_on not in VALIDATION_SPLITS:
             raise ValueError(f"TrainConfig.validate_on must be one of {VALIDATION_SPLITS}, got "
                              f"{self.validate_on!r}")

@@ -1,4 +1,5 @@
-"""The schedules of training (SPEC 3): the KL weight's annealing, the learning rate's plateaus."""
+"""The schedules of training (SPEC 3): the KL weight's annealing and the learning rate's decays,
+on validation plateaus (the paper) or at fixed fractions of the step budget (the CPU regime)."""
 import math
 
 import tensorflow as tf
@@ -47,3 +48,55 @@ class PlateauSchedule(tf.Module):
         lr = self._optimizer.learning_rate
         lr.assign(lr * self._config.lr_decay)
         return "decayed"
+
+    def on_step(self, step: int) -> None:
+        """Nothing: a plateau schedule decays at validations only."""
+        del step
+
+
+class FixedSchedule(tf.Module):
+    """Learning rate x `lr_decay` at the fractions `lr_decay_fractions` of max_steps.
+
+    The paper decays twice after convergence; a budget of a few thousand steps ends before a
+    plateau rule fires, so the CPU regime decays by the clock instead. The rate is a function of
+    the step alone, so a resumed run follows an uninterrupted one. `update(epe)` only tracks the
+    best validation EPE ('improved' or 'waiting'); it never ends training.
+    """
+
+    def __init__(self, optimizer: tf.keras.optimizers.Optimizer, config: TrainConfig):
+        super().__init__(name="fixed_schedule")
+        self._optimizer = optimizer
+        self._config = config
+        self.boundaries = decay_steps(config)
+        self.best_epe = tf.Variable(float("inf"), trainable=False, name="best_epe")
+        self._decays = None  # decays applied to the optimizer by this object; None: not yet set
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of the update that follows `step` completed steps."""
+        decays = sum(step >= boundary for boundary in self.boundaries)
+        return self._config.learning_rate * self._config.lr_decay ** decays
+
+    def on_step(self, step: int) -> None:
+        """Sets the learning rate for the step after `step` (assigns only when it changes)."""
+        decays = sum(step >= boundary for boundary in self.boundaries)
+        if decays != self._decays:
+            self._optimizer.learning_rate.assign(self.learning_rate_at(step))
+            self._decays = decays
+
+    def update(self, epe: float) -> str:
+        if epe < float(self.best_epe.numpy()):
+            self.best_epe.assign(epe)
+            return "improved"
+        return "waiting"
+
+
+def decay_steps(config: TrainConfig):
+    """The steps after which a 'fixed' schedule decays: round(fraction * max_steps), each >= 1."""
+    return tuple(max(1, round(f * config.max_steps)) for f in config.lr_decay_fractions)
+
+
+def make_schedule(optimizer: tf.keras.optimizers.Optimizer, config: TrainConfig):
+    """The learning-rate schedule that config.lr_schedule names."""
+    if config.lr_schedule == "plateau":
+        return PlateauSchedule(optimizer, config)
+    return FixedSchedule(optimizer, config)

@@ -2,10 +2,11 @@
 
 The loop is deliberately small: `Trainer.train_step` is a pure function of a batch (one
 GradientTape over the strategy's `compute_losses`), run under a tf.distribute strategy; the rest
-is bookkeeping the paper asks for (beta annealing, Adam, learning rate x0.1 on validation plateaus,
-twice; model/schedules.py) plus what a researcher needs (resumable checkpoints, TensorBoard, a
-progress bar). The run's configuration is model/run_config.py. Validation is passed in as a
-callable so that model/ does not depend on the evaluation package.
+is bookkeeping the paper asks for (beta annealing, Adam, learning rate x0.1 twice, on validation
+plateaus or at fixed fractions of the budget; model/schedules.py) plus what a researcher needs
+(resumable checkpoints, TensorBoard, a progress bar). The run's configuration is
+model/run_config.py. Validation is passed in as a callable so that model/ does not depend on the
+evaluation package.
 """
 import os
 import shutil
@@ -21,7 +22,7 @@ from model import config as model_config
 from model import strategies
 from model.distribute import is_chief, make_distribution
 from model.run_config import TrainConfig
-from model.schedules import PlateauSchedule, beta_at
+from model.schedules import beta_at, make_schedule
 
 
 class Trainer:
@@ -44,9 +45,9 @@ class Trainer:
             self.model = strategies.build_model(model_cfg)
             self.optimizer = tf.keras.optimizers.Adam(learning_rate=train_cfg.learning_rate)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.plateau = PlateauSchedule(self.optimizer, train_cfg)
+            self.schedule = make_schedule(self.optimizer, train_cfg)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              step=self.step, plateau=self.plateau)
+                                              step=self.step, schedule=self.schedule)
         self._scratch = None if self.is_chief else tempfile.mkdtemp(prefix="worker_ckpt_")
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._scratch or model_dir,
                                                   max_to_keep=3)
@@ -126,9 +127,9 @@ class Trainer:
         """Trains until max_steps, convergence or SIGTERM; returns the last logged losses and
         metrics.
 
-        Each step: one distributed update, then logging (every log_every), validation with the
-        plateau schedule (every eval_every) and checkpointing (every checkpoint_every). However
-        the loop ends (max_steps, convergence, SIGTERM at any moment, whatever the loop was
+        Each step: one distributed update, the learning-rate schedule, then logging (every
+        log_every), validation (every eval_every) and checkpointing (every checkpoint_every).
+        However the loop ends (max_steps, convergence, SIGTERM at any moment, whatever the loop was
         doing), a checkpoint at the last applied step is left behind. A step whose loss is not
         finite applies no update and is logged; more than max_nonfinite_steps of them in a row
         stop training (FloatingPointError naming the step and the last good checkpoint, which
@@ -137,7 +138,7 @@ class Trainer:
 
         Args:
           train_ds: an infinite dataset of batches (see data_pipeline.dataset.build_dataset).
-          validate: model -> metrics dict with 'epe_mean_mm'; drives the plateau schedule.
+          validate: model -> metrics dict with 'epe_mean_mm'; drives a plateau schedule.
           sample_images: (K, S, S, 3) images written to TensorBoard at each validation.
           verbose: report progress (common/progress.py) and a line per validation.
         """
@@ -159,6 +160,7 @@ class Trainer:
         previous = self._catch_sigterm()
         try:
             with self._writer.as_default():
+                self.schedule.on_step(step)
                 while step < cfg.max_steps and self.stop_signal is None:
                     losses, applied = self.update(next(iterator))
                     values = {name: float(value) for name, value in losses.items()}
@@ -167,6 +169,7 @@ class Trainer:
                         continue
                     nonfinite = 0
                     step += 1
+                    self.schedule.on_step(step)
                     progress.update(step, loss=values["total"])
                     metrics.update(self._log(values, means, step))
                     converged = False
@@ -240,7 +243,8 @@ class Trainer:
         return result
 
     def _validate(self, validate, sample_images, step: int, progress: Progress):
-        """Runs `validate`, writes its numbers to TensorBoard and steps the plateau schedule.
+        """Runs `validate`, writes its numbers to TensorBoard and tells the learning-rate
+        schedule.
 
         Returns:
           ({'val/<name>': value}, whether training converged).
@@ -251,9 +255,9 @@ class Trainer:
             tf.summary.scalar(f"val/{name}", value, step=step)
         if sample_images is not None:
             tf.summary.image("val/input", sample_images, step=step, max_outputs=4)
-        status = self.plateau.update(result["epe_mean_mm"])
+        status = self.schedule.update(result["epe_mean_mm"])
         progress.message(f"step {step}: validation EPE {result['epe_mean_mm']:.2f} mm "
-                         f"(best {float(self.plateau.best_epe.numpy()):.2f}, {status}, "
+                         f"(best {float(self.schedule.best_epe.numpy()):.2f}, {status}, "
                          f"lr {float(self.optimizer.learning_rate.numpy()):.2e})")
         return {f"val/{k}": v for k, v in numbers.items()}, status == "converged"
 

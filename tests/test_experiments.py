@@ -9,31 +9,36 @@ from evaluation import protocol
 from experiments import report, suites
 
 
-def test_suites_share_runs_and_give_s1_and_s4_several_seeds():
+def test_suites_share_runs_and_seed_the_compared_rows():
     runs = suites.suite_runs(suites.SUITES, seeds=3)
     names = [r.name for r in runs]
     assert len(names) == len(set(names))
     # S4 with view correction and all labels is in all three suites but trained once per seed.
     assert names.count("s4_seed0") == 1
-    assert {n for n in names if n.startswith("s4_seed")} == {"s4_seed0", "s4_seed1", "s4_seed2"}
-    assert {n for n in names if n.startswith("s1_seed")} == {"s1_seed0", "s1_seed1", "s1_seed2"}
-    assert {n for n in names if n.startswith("s4_noview_seed")} == {
-        "s4_noview_seed0", "s4_noview_seed1", "s4_noview_seed2"}
-    assert "s2_chp_seed0" in names and "s2_chp_seed1" not in names
-    # Both S4 arms of the weak curves get the seeds at 10%, one seed elsewhere.
-    for key in ("s4_weak_m10", "s4_lab_m10"):
-        assert {n for n in names if n.startswith(key)} == {f"{key}_seed{i}" for i in range(3)}
-    assert "s1_lab_m10_seed1" not in names and "s4_weak_m25_seed1" not in names
-    # 6 Table 1 rows (S1, S4 x 3 seeds), S4 without view x 3, 3 fractions x 3 arms (both S4
-    # arms x 3 seeds at 10%), and S1, S3, S4 on STB.
-    assert len(runs) == (4 + 2 * 3) + 3 + (3 + 2 + 3 * 2 + 2) + 3
+    # Every Table 1 row and both viewpoint arms get every seed: their claims are paired.
+    for key in ("s1", "s2_hp", "s2_cp", "s2_chp", "s3", "s4", "s4_noview"):
+        assert {n for n in names if n.startswith(key + "_seed")} == {
+            f"{key}_seed{i}" for i in range(3)}, key
+    # Both S4 arms of the weak curves get the seeds at the two scarcest fractions, one
+    # seed elsewhere; S1 on the labelled part alone one seed.
+    for key in ("s4_weak_m1", "s4_lab_m1", "s4_weak_m2", "s4_lab_m2"):
+        assert {n for n in names if n.startswith(key + "_")} == {
+            f"{key}_seed{i}" for i in range(3)}
+    assert {"s4_weak_m5_seed0", "s4_lab_m10_seed0", "s1_lab_m1_seed0"} <= set(names)
+    assert not {"s1_lab_m1_seed1", "s4_weak_m5_seed1", "s4_lab_m10_seed1"} & set(names)
+    # 6 Table 1 rows x 3 seeds, S4 without view x 3, 4 fractions x 3 arms (both S4 arms x 3
+    # seeds at 1% and 2%), and S1, S3, S4 on STB.
+    assert len(runs) == 6 * 3 + 3 + (4 * 3 + 2 * 2 * 2) + 3
+    # Seed 0 of every row of every suite comes before any other seed.
+    seeds = [r.seed for r in runs]
+    assert seeds == sorted(seeds) and seeds.count(0) == 6 + 1 + 4 * 3 + 3
     # The weak suite holds its 100% level: Table 1's S4 and S1, every seed.
     weak = [r.name for r in suites.suite_runs(["weak"], seeds=3)]
-    assert {"s4_seed2", "s1_seed2"} <= set(weak) and len(weak) == 13 + 6
+    assert {"s4_seed2", "s1_seed2"} <= set(weak) and len(weak) == 20 + 6
 
 
 def test_train_flags_of_a_run():
-    weak_s4, lab_s4, lab_s1 = suites.weak_rows()[0]
+    weak_s4, lab_s4, lab_s1 = suites.weak_rows()[-1]
     run = suites.Run(weak_s4, 0)
     assert run.name == "s4_weak_m10_seed0"
     assert run.train_flags() == ["--strategy=poe", "--seed=0", "--labelled_fraction=0.1",
@@ -44,6 +49,7 @@ def test_train_flags_of_a_run():
     assert suites.Run(lab_s1, 0).train_flags() == [
         "--strategy=cvae", "--seed=0", "--labelled_fraction=0.1", "--view_correction",
         "--labelled_only"]
+    assert suites.Run(suites.weak_rows()[0][0], 1).name == "s4_weak_m1_seed1"
     assert [r.stb for r in suites.suite_rows("stb")] == [True] * 3
     assert [r.strategy for r in suites.suite_rows("stb")] == ["cvae", "kl", "poe"]
     s2 = suites.Run(suites.TABLE1[3], 0)
@@ -126,7 +132,7 @@ def test_weak_table_and_figure_show_three_arms_and_the_100_percent_level(tmp_pat
         _write(out, suites.Run(s4_weak, seed), epe, tmp_path)
         _write(out, suites.Run(s4_lab, seed), epe - 4, tmp_path)
     _write(out, suites.Run(s1_lab, 0), 47.0, tmp_path)
-    _write(out, suites.Run(suites.weak_rows()[2][0], 0), 44.0, tmp_path)  # S4 weak at 50%
+    _write(out, suites.Run(suites.weak_rows()[2][0], 0), 44.0, tmp_path)  # S4 weak at 5%
     _write(out, suites.Run(suites.S4, 0), 40.0, tmp_path)
     written = report.write_all(out, mean_pose=None, setting="test setting")
     assert os.path.join(out, "weak.png") in written
@@ -135,10 +141,11 @@ def test_weak_table_and_figure_show_three_arms_and_the_100_percent_level(tmp_pat
                                "batch) | S4 poe on the labelled part alone | S1 cvae on the "
                                "labelled part alone |")
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
-    assert rows["| 10%"] == ("| 10% | 52.00 +- 2.00 (3 seeds) | 48.00 +- 2.00 (3 seeds) | "
-                             "47.00 (1 seed) |")
-    assert rows["| 25%"] == "| 25% | - | - | - |"
-    assert rows["| 50%"] == "| 50% | 44.00 (1 seed) | - | - |"
+    # 95% Student t interval of three seeds 2 mm apart: mean +- 4.303 * 2 / sqrt(3) = 4.97.
+    assert rows["| 1%"] == ("| 1% | 52.00 +- 2.00, 95% CI [47.03, 56.97] (3 seeds) | "
+                            "48.00 +- 2.00, 95% CI [43.03, 52.97] (3 seeds) | 47.00 (1 seed) |")
+    assert rows["| 2%"] == rows["| 10%"].replace("10%", "2%") == "| 2% | - | - | - |"
+    assert rows["| 5%"] == "| 5% | 44.00 (1 seed) | - | - |"
     # 100%: Table 1's S4 for both S4 arms, S1 not finished.
     assert rows["| 100%"] == "| 100% | 40.00 (1 seed) | 40.00 (1 seed) | - |"
     assert "the paper states none" in lines[2]

@@ -161,7 +161,7 @@ def test_kill_9_across_shards_and_a_plateau_decay_ends_as_an_uninterrupted_run(s
     # The killed run had decayed the learning rate, and its stream had gone through every shard
     # and past the end of an epoch (the first validation always improves, so decay >= 4, and
     # 4 steps x 4 > 15 examples).
-    assert reader.get_tensor("plateau/num_decays/.ATTRIBUTES/VARIABLE_VALUE") >= 1, latest
+    assert reader.get_tensor("schedule/num_decays/.ATTRIBUTES/VARIABLE_VALUE") >= 1, latest
     code, out = _run(interrupted)
     assert code == 0, out[-3000:]
     # The plateau decisions after the resume (the second decay, then convergence) are the

@@ -74,6 +74,56 @@ def test_plateau_state_survives_a_checkpoint(tmp_path):
     assert math.isclose(float(opt2.learning_rate.numpy()), 1e-5, rel_tol=1e-6)
 
 
+def test_fixed_schedule_decays_at_its_fractions_of_the_budget():
+    cfg = _config(max_steps=1000, learning_rate=1e-3, lr_decay_fractions=(0.6, 0.85))
+    opt = tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+    opt.build([tf.Variable(1.0)])
+    schedule = schedules.make_schedule(opt, cfg)
+    assert isinstance(schedule, schedules.FixedSchedule) and schedule.boundaries == (600, 850)
+    # The rate of the update after `step` completed steps: x0.1 from step 600, x0.01 from 850.
+    for step, rate in ((0, 1e-3), (599, 1e-3), (600, 1e-4), (849, 1e-4), (850, 1e-5),
+                       (999, 1e-5)):
+        schedule.on_step(step)
+        assert float(opt.learning_rate.numpy()) == pytest.approx(rate, rel=1e-6), step
+    # Validation only tracks the best EPE: no decay, never converged.
+    assert [schedule.update(e) for e in (50.0, 51.0, 52.0, 53.0, 49.0)] == [
+        "improved", "waiting", "waiting", "waiting", "improved"]
+    assert float(opt.learning_rate.numpy()) == pytest.approx(1e-5, rel=1e-6)
+    # A fresh schedule (a resumed run) sets the rate from the step alone.
+    fresh = schedules.make_schedule(opt, cfg)
+    fresh.on_step(700)
+    assert float(opt.learning_rate.numpy()) == pytest.approx(1e-4, rel=1e-6)
+
+
+def test_schedule_settings_are_checked_and_named_by_every_preset():
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        _config(lr_schedule="cosine")
+    with pytest.raises(ValueError, match=r"increasing fractions .* got \(0.9, 0.5\)"):
+        _config(lr_decay_fractions=(0.9, 0.5))
+    with pytest.raises(ValueError, match=r"increasing fractions .* got \(\)"):
+        _config(lr_decay_fractions=())
+    with pytest.raises(ValueError, match="must be empty for lr_schedule='plateau'"):
+        _config(lr_schedule="plateau")
+    # The paper's preset decays on plateaus; the CPU regime at fixed fractions of its budget.
+    assert run_config.TrainConfig.from_preset("paper").lr_schedule == "plateau"
+    for preset in ("experiment", "cpu"):
+        cfg = run_config.TrainConfig.from_preset(preset)
+        assert (cfg.lr_schedule, cfg.lr_decay_fractions, cfg.eval_batches) == (
+            "fixed", presets.CPU_LR_DECAY_FRACTIONS, 0)
+        assert isinstance(schedules.make_schedule(None, cfg), schedules.FixedSchedule)
+
+
+def test_fit_follows_the_fixed_schedule(tmp_path):
+    cfg = _config(max_steps=4, checkpoint_every=2, eval_every=2, lr_decay_fractions=(0.5, 0.75))
+    trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL), cfg, str(tmp_path))
+    trainer.fit(tf.data.Dataset.from_tensors(_s1_batch()).repeat(), verbose=False)
+    # Decays after steps 2 and 3: the last update (step 4) ran at 1e-5.
+    assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(1e-5, rel=1e-6)
+    reader = tf.train.load_checkpoint(str(tmp_path / "ckpt-2"))
+    assert reader.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == (
+        pytest.approx(1e-4, rel=1e-6))
+
+
 def _run(strategy="poe", max_steps=4, **data):
     data_cfg = presets.data_config("smoke", data_dir="/data/rhd", **data)
     return run_config.RunConfig(presets.model_config("smoke", data_cfg, strategy=strategy),
