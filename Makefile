@@ -9,7 +9,7 @@ DEMO_DIR ?= runs/demo
 EXPERIMENT_DATA := data/synthetic_experiments
 RECORD := $(PY) benchmarks/record.py
 
-.PHONY: venv ops data test demo experiments benchmarks clean
+.PHONY: venv ops data test demo records experiments benchmarks clean
 
 venv: $(STAMP)
 
@@ -28,7 +28,8 @@ test: ops
 	$(PY) -m pytest -q
 
 # The demo: synthetic data, S4 (poe) with the cpu preset, evaluation, figures, and the score of
-# the training set's mean pose for reference.
+# the training set's mean pose for reference; its record goes to $(DEMO_DIR)/demo.json (not
+# committed, so a fresh clone stays clean).
 demo: ops data
 	$(PY) -m data_pipeline.inspect --data=synthetic --data_dir=$(DATA_DIR) --split=train --index=0 --augment --out=$(DEMO_DIR)/inspect/train_0.npz --png=$(DEMO_DIR)/inspect/train_0.png
 	$(PY) -m data_pipeline.inspect --data=synthetic --data_dir=$(DATA_DIR) --split=test --index=0 --out=$(DEMO_DIR)/inspect/test_0.npz --png=$(DEMO_DIR)/inspect/test_0.png
@@ -36,15 +37,19 @@ demo: ops data
 	$(PY) evaluate.py --ckpt=$(DEMO_DIR) --out=$(DEMO_DIR)/eval_test
 	$(PY) -m evaluation.mean_pose --data=synthetic --data_dir=$(DATA_DIR) --image_size=64 --out=$(DEMO_DIR)/mean_pose/predictions.npz
 	$(PY) evaluate.py --predictions=$(DEMO_DIR)/mean_pose/predictions.npz --out=$(DEMO_DIR)/mean_pose
-	$(PY) -m experiments.demo --model=$(DEMO_DIR) --data_dir=$(DATA_DIR) --out=results/demo.json
+	$(PY) -m experiments.demo --model=$(DEMO_DIR) --data_dir=$(DATA_DIR) --out=$(DEMO_DIR)/demo.json
 	@echo "figures: $(DEMO_DIR)/eval_test/*.png, $(DEMO_DIR)/inspect/*.png"
 
+# The committed record of the demo, results/demo.json, written only here (docs/evaluation.md).
+records: demo
+	$(PY) -m experiments.demo --model=$(DEMO_DIR) --data_dir=$(DATA_DIR) --out=results/demo.json
+
 # The paper's experiments in kind (Table 1, the viewpoint ablation, weak supervision, Table 2's
-# STB column) on generated synthetic sets; resumable, results in results/ (README, Results).
+# STB column) on generated synthetic sets; resumable, results in results/ (docs/results.md).
 experiments: ops
 	$(PY) -m experiments.run --suite=all
 
-# Every benchmark figure the README quotes, each into results/benchmarks/<name>.json with the
+# Every benchmark figure docs/benchmarks.md quotes, each into results/benchmarks/<name>.json with the
 # command and the commit (benchmarks/record.py); run on a quiet machine, one at a time.
 benchmarks: ops data
 	test -f $(EXPERIMENT_DATA)/synthetic.json || $(PY) -m data_pipeline.synthetic --format=rhd --out=$(EXPERIMENT_DATA) --num_train=6000 --num_test=1000 --seed=0

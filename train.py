@@ -41,7 +41,7 @@ flags.DEFINE_enum("preset", "cpu", presets.NAMES,
                   "paper: SPEC hyper-parameters and widths at 256 px, batch 32; experiment: the "
                   "CPU-scale regime of the experiments (quarter widths, 64 px, 64 points, Adam "
                   "1e-3); cpu: the same regime with the demo's shorter budget; smoke: seconds, "
-                  "for tests (README, Training).")
+                  "for tests (docs/training.md, Presets).")
 flags.DEFINE_float("width", None, "Override the preset's network width multiplier (1 is the "
                    "paper's widths; it scales every encoder and decoder).")
 flags.DEFINE_integer("num_points", None, "Override the preset's points per cloud (a perfect "
@@ -70,12 +70,12 @@ flags.DEFINE_integer("unlabelled_batch_size", 0,
                      "With --labelled_fraction < 1: 0 draws each batch uniformly from every "
                      "training sample; U > 0 makes each batch --batch_size labelled samples plus "
                      "U unlabelled ones, so that the weak run sees as many labelled samples per "
-                     "step as the --labelled_only baseline (README, Weak supervision).",
+                     "step as the --labelled_only baseline (docs/pipeline.md, Weak supervision).",
                      lower_bound=0)
 flags.DEFINE_enum("validate_on", "val", VALIDATION_SPLITS,
                   "Split whose EPE drives the learning-rate plateaus, convergence and the "
-                  "TensorBoard validation curve: val, held out of the training data (README, "
-                  "Data), or test, which lets the test split choose the model, so that its "
+                  "TensorBoard validation curve: val, held out of the training data (docs/data.md, "
+                  "Splits), or test, which lets the test split choose the model, so that its "
                   "numbers are no longer test numbers.")
 flags.DEFINE_integer("checkpoint_every", None, "Override the preset's checkpoint cadence (steps).")
 flags.DEFINE_integer("eval_every", None, "Override the preset's validation cadence (steps).")
@@ -84,8 +84,8 @@ flags.DEFINE_enum("distribution", "auto", DISTRIBUTIONS,
                   "auto: one GPU or the CPU, or MirroredStrategy over several local GPUs; "
                   "mirrored: MirroredStrategy over every local GPU; multi_worker: "
                   "MultiWorkerMirroredStrategy over the hosts in TF_CONFIG, the global "
-                  "--batch_size split across replicas, only the chief writing (README, Training "
-                  "on several machines).")
+                  "--batch_size split across replicas, only the chief writing (docs/training.md, "
+                  "Training on several machines).")
 cli.define_verbose_flag()
 
 

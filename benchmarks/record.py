@@ -1,5 +1,5 @@
-r"""Runs a benchmark and keeps what it printed: the committed source of the figures the README
-quotes.
+r"""Runs a benchmark and keeps what it printed: the committed source of the figures
+docs/benchmarks.md quotes.
 
   python benchmarks/record.py --out=results/benchmarks/emd.json -- benchmarks/emd.py
   python benchmarks/record.py --out=results/benchmarks/train_step_experiment.json -- \

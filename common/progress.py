@@ -30,7 +30,11 @@ class Progress:
       total: units to reach.
       unit: what a unit is called ('step', 'sample').
       name: what is in progress, first word of each line.
-      done: units already done (a resumed run); the rate counts only those done from here on.
+      done: units already done (a resumed run).
+
+    The rate (and so the ETA) counts from the first update on: the first unit of a run often
+    holds one-off costs (a training step's graph tracing), which would make the first ETA hours
+    long. Until a second update there is no rate, and the line shows '?' for both.
       stream: where to write (default sys.stdout, looked up at creation).
       interval: seconds between lines when the stream is not a terminal.
       live: redraw a bar in place (default: whether the stream is a terminal).
@@ -48,24 +52,28 @@ class Progress:
         self._live = self._stream.isatty() if live is None else live
         self._interval = LIVE_INTERVAL_S if self._live else interval
         self._enabled = enabled
-        self._start = time.monotonic()
+        self._start = None  # set at the first update: the rate starts after the first unit
         self._start_done = self.done
         self._last_write = None  # the first update is written: the work has started
         self._values = {}
 
     def rate(self) -> float:
-        """Units per second since this Progress started (0 before the first unit)."""
+        """Units per second since the first update (0 until a second update)."""
+        if self._start is None:
+            return 0.0
         elapsed = time.monotonic() - self._start
         return (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
 
     def update(self, done: int, **values: float) -> None:
         """Sets the units done and the latest values (e.g. loss=0.12); writes the first time,
         when due, and always when `done` reaches the total."""
+        now = time.monotonic()
+        if self._start is None:
+            self._start, self._start_done = now, int(done)
         self.done = int(done)
         self._values.update(values)
         if not self._enabled:
             return
-        now = time.monotonic()
         if (self._last_write is None or now - self._last_write >= self._interval
                 or self.done >= self.total):
             self._last_write = now
@@ -75,9 +83,10 @@ class Progress:
         """The report without a bar: done/total, rate, ETA and the values."""
         rate = self.rate()
         left = max(self.total - self.done, 0)
-        eta = _clock(left / rate) if rate > 0 else "?"
+        eta = _clock(left / rate) if rate > 0 else ("0:00" if left == 0 else "?")
+        shown_rate = f"{rate:.2f}" if rate > 0 else "?"
         parts = [f"{self.name}: {self.unit} {self.done}/{self.total}",
-                 f"{rate:.2f} {self.unit}s/s", f"ETA {eta}"]
+                 f"{shown_rate} {self.unit}s/s", f"ETA {eta}"]
         parts += [f"{k} {v:.4g}" for k, v in self._values.items()]
         return ", ".join(parts)
 

@@ -52,7 +52,7 @@ def sample_params(seed, image_size):
 
 def _rotation_modules():
     """tensorflow_graphics' rotation_matrix_2d and rotation_matrix_3d, imported on first use: the
-    import takes seconds (README, Environment) and only augmentation needs them, so evaluation
+    import takes seconds (docs/environment.md) and only augmentation needs them, so evaluation
     and inference, which import this module too, do not pay it."""
     # pylint: disable=import-outside-toplevel
     from tensorflow_graphics.geometry.transformation import rotation_matrix_2d, rotation_matrix_3d

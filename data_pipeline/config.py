@@ -1,4 +1,4 @@
-"""DataConfig: which data set, pre-processed how (README "Data"); the data sets' and splits' names.
+"""DataConfig: which data set, pre-processed how (docs/data.md); the data sets' and splits' names.
 
 No TensorFlow here, so that every command line can take its choices from this module before
 TensorFlow starts.

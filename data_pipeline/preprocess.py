@@ -11,7 +11,7 @@ The crop is centred on the root's projection; its half-width is the largest dist
 point (RHD: hand-mask pixels; STB: projected keypoints) from that centre, times a margin, so the
 hand stays inside the crop under any in-plane rotation (augmentation rotates by up to pi).
 
-Three kinds of example (README "Pre-processing"):
+Three kinds of example (docs/pipeline.md):
 - labelled (training and validation): as above, root and scale from the 3D label. Samples the
   pipeline cannot use (empty mask, root outside the image, too few depth points) raise DataError
   and are skipped.

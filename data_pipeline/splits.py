@@ -1,7 +1,7 @@
 """The splits of a data set: its readers and the validation carve-out of the training split.
 
-Splits (README "Data"): 'test' is the data set's test split, read only for evaluation. 'train'
-and 'val' share the data set's training split, carved by `validation_indices`: RHD and
+Splits (docs/data.md, "Splits"): 'test' is the data set's test split, read only for evaluation.
+'train' and 'val' share the data set's training split, carved by `validation_indices`: RHD and
 synthetic hold out a seeded share of the training indices (DataConfig.validation_fraction),
 STB the training sequence STB_VALIDATION_SEQUENCE. Validation steers training (plateaus,
 convergence, the TensorBoard curve), so the test split never does.
@@ -18,7 +18,7 @@ from data_pipeline.sample import DataError
 VALIDATION_SEED = 2019
 STB_VALIDATION_SEQUENCE = "B6Random"
 SYNTHETIC_SIZE = {"num_train": 2000, "num_test": 200, "seed": 0}
-# What a missing data set directory should hold (README, "Real data").
+# What a missing data set directory should hold (docs/data.md, "Real data").
 _WHERE_TO_GET = {
     "rhd": "the Rendered Hand Pose data set (Zimmermann & Brox 2017; the RHD_published_v2 "
            "directory with training/ and evaluation/)",

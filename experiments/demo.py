@@ -1,8 +1,11 @@
-r"""The demo's result as a committed record: the model's test metrics beside the training mean
-pose's, with the code and data that made them.
+r"""The demo's result as a record: the model's test metrics beside the training mean pose's, with
+the code and data that made them.
 
   python -m experiments.demo --model=runs/demo --data_dir=data/synthetic_rhd \
-      --out=results/demo.json
+      --out=runs/demo/demo.json
+
+`make demo` writes runs/demo/demo.json (not committed); `make records` writes the committed
+results/demo.json.
 
 Reads <model>/eval_test/metrics.json and <model>/mean_pose/metrics.json (`make demo` writes
 both with evaluate.py), prints the model's test EPE over the mean pose's and writes --out: both

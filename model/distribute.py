@@ -11,8 +11,8 @@ def make_distribution(name: str = "auto") -> tf.distribute.Strategy:
 
     'auto': MirroredStrategy over several local GPUs, else one device (the GPU if any, else the
     CPU). 'mirrored': MirroredStrategy over every local GPU (the CPU without one).
-    'multi_worker': MultiWorkerMirroredStrategy over the hosts that TF_CONFIG lists (README,
-    "Training on several machines"); create it before any other TensorFlow work.
+    'multi_worker': MultiWorkerMirroredStrategy over the hosts that TF_CONFIG lists
+    (docs/training.md, "Training on several machines"); create it before any other TensorFlow work.
     """
     if name not in DISTRIBUTIONS:
         raise ValueError(f"make_distribution: name must be one of {DISTRIBUTIONS}, got {name!r}")

@@ -7,8 +7,8 @@ times the data set's margin (RHD and synthetic: the mask box, CROP_MARGIN_MASK; 
 the projected keypoints, CROP_MARGIN_KEYPOINTS). A box's corners lie at least as far from the
 centre as any mask pixel, so an RHD-trained model sees a box crop up to sqrt(2) looser than its
 unlabelled training crops: the tighter the box, the closer to training. Labelled training crops
-were centred on the root keypoint instead of the box centre (README "Pre-processing": a median
-32 mm apart on the synthetic set).
+were centred on the root keypoint instead of the box centre (docs/pipeline.md, "Weak
+supervision": a median 32 mm apart on the synthetic set).
 """
 import dataclasses
 from typing import Sequence, Tuple

@@ -1,5 +1,5 @@
-"""The SavedModel of the inference path: what export.py writes and predict.py loads (README
-"Export and inference").
+"""The SavedModel of the inference path: what export.py writes and predict.py loads
+(docs/export.md).
 
 The SavedModel maps an RGB crop to what the paper's inference gives (SPEC 2: the RGB encoder
 only, z = the mean of q(z|R), no sampling):

@@ -1,6 +1,6 @@
 """Bad input as a user meets it: the message names the file or flag, and nothing already written
 is lost or overwritten. Cases already covered elsewhere (readers, EMD shapes, another run's
-config.json) are listed with their tests in the README's table of bad input; these are the rest.
+config.json) are listed with their tests in the table of docs/bad-input.md; these are the rest.
 
 Command lines run as subprocesses without TF_CPP_MIN_LOG_LEVEL, so the only thing on stderr must
 be the error that common/cli.py (or absl, for flag values) prints.

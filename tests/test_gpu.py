@@ -1,5 +1,5 @@
-"""The GPU path (README, Running on a GPU): the EMD op's CUDA kernel against its CPU kernel, and
-one training step of each strategy on the GPU.
+"""The GPU path (docs/environment.md, Running on a GPU): the EMD op's CUDA kernel against its CPU
+kernel, and one training step of each strategy on the GPU.
 
 The tests marked `gpu` run where TensorFlow sees a GPU and skip, saying so, elsewhere (the
 machines of the test suite's CI have none). Each compares through a helper that takes the device
@@ -20,7 +20,7 @@ from tf_ops import emd
 GPUS = tf.config.list_physical_devices("GPU")
 needs_gpu = pytest.mark.skipif(
     not GPUS, reason="TensorFlow sees no GPU (install tensorflow[and-cuda]==2.15.1 on a machine "
-                     "with an NVIDIA GPU; README, Running on a GPU)")
+                     "with an NVIDIA GPU; docs/environment.md, Running on a GPU)")
 # Both kernels certify (returned - optimum) / optimum <= 1e-4; float32 distances add ~1e-7.
 TOLERANCE = emd.DEFAULT_TOLERANCE + 1e-6
 

@@ -28,9 +28,23 @@ def test_a_log_gets_a_line_at_most_every_interval_and_the_last_one(monkeypatch):
     lines = stream.getvalue().splitlines()
     # 400 s of steps: the first step's line, then one per 30 s (13), and the last step's.
     assert len(lines) == 15
-    assert lines[0] == "train: step 201/1000, 2.00 steps/s, ETA 6:40, loss 0.004975"
+    assert lines[0] == "train: step 201/1000, ? steps/s, ETA ?, loss 0.004975"
     assert lines[1] == "train: step 261/1000, 2.00 steps/s, ETA 6:10, loss 0.003831"
     assert lines[-1] == "train: step 1000/1000, 2.00 steps/s, ETA 0:00, loss 0.001"
+
+
+def test_the_rate_starts_after_the_first_step(monkeypatch):
+    # The first step holds the graph's tracing (here 1000 s); the rate and the ETA leave it out.
+    progress, stream, clock = _progress(monkeypatch, total=3000, unit="step", name="train",
+                                        live=False, interval=30.0)
+    clock.now += 1000.0
+    progress.update(1)
+    for step in range(2, 62):
+        clock.now += 0.5  # 2 steps/s
+        progress.update(step)
+    lines = stream.getvalue().splitlines()
+    assert lines == ["train: step 1/3000, ? steps/s, ETA ?",
+                     "train: step 61/3000, 2.00 steps/s, ETA 24:30"]
 
 
 def test_a_terminal_gets_a_bar_redrawn_in_place(monkeypatch):

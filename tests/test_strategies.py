@@ -329,7 +329,7 @@ def test_model_config_round_trip_and_validation():
     ("poe", (), 15_367_834, 15_321_114),
 ])
 def test_parameter_counts_at_paper_size(strategy, decoders, total, trainable):
-    """Full-size networks (SPEC 4, 256 px): the counts the README gives. The ResNet-18 backbone
+    """Full-size networks (SPEC 4, 256 px): the counts docs/model.md gives. The ResNet-18 backbone
     alone has 11,186,112 (test_encoders); the rest is heads, the cloud encoder and decoders."""
     model = strategies.build_model(ModelConfig(strategy=strategy, image_size=256,
                                                decoders=decoders))
