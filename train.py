@@ -56,7 +56,7 @@ flags.DEFINE_enum("lr_schedule", None, presets.LR_SCHEDULES,
                   "(the CPU regime; presets experiment and cpu).")
 flags.DEFINE_list("lr_decay_fractions", None,
                   "With a fixed schedule: override the fractions of --max_steps at which the "
-                  "learning rate decays x0.1 (increasing, in (0, 1); e.g. 0.6,0.85).")
+                  "learning rate decays x0.1 (increasing, in (0, 1); e.g. 0.7,0.9).")
 flags.DEFINE_boolean("view_correction", True, "Rotate the camera onto the hand (paper Fig. 5).")
 flags.DEFINE_float("labelled_fraction", 1.0,
                    "Weak supervision (paper Fig. 8): the first fraction of training samples keep "

@@ -109,7 +109,7 @@ def _table(rows: Sequence[dict], mean_pose: Optional[dict], title: str, caption:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
@@ -154,7 +154,7 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str,
     write_metrics(summary, path)
     written.append(path)
     path = os.path.join(out_dir, "claims.md")
-    _write_text(path, claims.claims_markdown(decided, setting))
+    write_text(path, claims.claims_markdown(decided, setting))
     written.append(path)
 
     if table1:
@@ -162,7 +162,7 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str,
         figures_note = ("" if figure_run is None else
                         f" fig3.png and fig4.png (Fig. 3 and 4 in kind) are evaluate.py's "
                         f"figures of {figure_run['name']}, the S4 run of lowest test EPE.")
-        _write_text(path, _table(table1, mean_pose, "Table 1 in kind",
+        write_text(path, _table(table1, mean_pose, "Table 1 in kind",
                                  f"{setting}. The paper's column is RHD, not comparable in "
                                  "value, only in order." + figures_note))
         written.append(path)
@@ -173,14 +173,14 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str,
                                         title="3D PCK, Table 1 rows (test split)"))
     if view:
         path = os.path.join(out_dir, "view.md")
-        _write_text(path, _table(view, mean_pose, "Viewpoint correction (Fig. 5 in kind)",
+        write_text(path, _table(view, mean_pose, "Viewpoint correction (Fig. 5 in kind)",
                                  f"{setting}. S4 trained and evaluated with and without "
                                  "viewpoint correction."))
         written.append(path)
     written += _write_weak(out_dir, records, setting)
     if stb:
         path = os.path.join(out_dir, "stb.md")
-        _write_text(path, _stb_text(stb, stb_mean_pose, stb_setting or setting))
+        write_text(path, _stb_text(stb, stb_mean_pose, stb_setting or setting))
         written.append(path)
     written += _write_occlusion(out_dir, records, setting)
     written += _copy_figures(out_dir, figure_run)
@@ -253,7 +253,7 @@ def _write_weak(out_dir, records, setting) -> List[str]:
     lines.append("| 100% | " + " | ".join(_weak_cell(full[row.key]) for _, _, row in _WEAK_ARMS)
                  + " |")
     path = os.path.join(out_dir, "weak.md")
-    _write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for curve, (_, label, _) in zip(curves, _WEAK_ARMS):
@@ -352,7 +352,7 @@ def _write_occlusion(out_dir, records, setting) -> List[str]:
          f"| row | seeds | {header} | hidden keypoints |",
          "|---|---|" + "---|" * (len(OCCLUSION_BINS) + 1)] + lines)
     path = os.path.join(out_dir, "occlusion.md")
-    _write_text(path, text + "\n")
+    write_text(path, text + "\n")
     return [path]
 
 

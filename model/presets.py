@@ -18,8 +18,9 @@ EXPERIMENT_STEPS = 3_000
 DEMO_STEPS = 1_500
 # The CPU regime's learning-rate decays (x0.1 each), at these fractions of its step budget: the
 # paper decays twice after convergence, which a budget of a few thousand steps never reaches on a
-# plateau rule. Chosen on the validation split (README, "The learning-rate schedule").
-CPU_LR_DECAY_FRACTIONS = (0.6, 0.85)
+# plateau rule. Chosen on the validation split (docs/training.md, "The learning-rate schedule of
+# the CPU regime").
+CPU_LR_DECAY_FRACTIONS = (0.7, 0.9)
 # TrainConfig.lr_schedule: decays on validation plateaus (the paper) or at fixed fractions.
 LR_SCHEDULES = ("plateau", "fixed")
 _PLATEAU = dict(lr_schedule="plateau", lr_decay_fractions=())

@@ -84,3 +84,26 @@ def test_claims_markdown_is_written_with_the_tables(tmp_path):
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
         first = json.load(f)["claims"][0]
     assert first["verdict"] == "shown" and first["ci_mm"][1] == pytest.approx(-3.27, abs=0.01)
+
+
+def test_compare_two_regimes_seed_by_seed(tmp_path):
+    from experiments import compare
+
+    def records(epes, curve_end):
+        return {suites.S1.run_name(seed): dict(_record(suites.S1, seed, epe),
+                                               validation_epe_mm=[[500, 55.0], [1000, curve_end]])
+                for seed, epe in enumerate(epes)}
+
+    before, after = records((46.0, 47.0, 48.0), 50.0), records((44.0, 44.0, 44.0), 45.0)
+    compared = compare.compare(before, after, [suites.S1, suites.S4], ("old", "new"))
+    d = compared[0]["difference"]  # -2, -3, -4: mean -3, sd 1
+    assert d["mean_mm"] == pytest.approx(-3.0) and d["verdict"] == "shown"
+    assert compared[1]["difference"] is None  # S4 in neither
+    text = compare.markdown(compared, ("old", "new"), ("a", "b"))
+    half = 4.302652729911275 / math.sqrt(3)
+    assert (f"| S1 cvae | 47.00 +- 1.00 (3 seeds) | 44.00 +- 0.00 (3 seeds) | -3.00 (3 seeds) | "
+            f"[{-3 - half:+.2f}, {-3 + half:+.2f}] |") in text
+    assert "| S4 poe | - | - | - | - |" in text
+    path = compare.plot_curves(before, after, [suites.S1], ("old", "new"),
+                               str(tmp_path / "curves.png"))
+    assert os.path.getsize(path) > 0
