@@ -49,7 +49,7 @@ def demo_record(model_dir, data_dir):
               "checkpoint": os.path.abspath(model["checkpoint"]),
               "config": _read(os.path.join(model_dir, "config.json")),
               "provenance": provenance.run_provenance(data_dir, provenance.git_state(REPO),
-                                                      None)}
+                                                      None, repo=REPO)}
     return provenance.portable(record, REPO)
 
 
