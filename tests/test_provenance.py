@@ -98,6 +98,15 @@ def test_commits_that_change_only_results_documentation_and_tests_hold_the_same_
     message = provenance.code_refusal("res", finished, code, str(repo))
     assert f"{first['commit']}: r1" in message
     assert not provenance.same_code(str(repo), "f" * 40, code["commit"])
+    # The code version a record names: the newest commit at or before it that changed code.
+    later_docs = (repo / "README.md").write_text("# more results\n") and _commit(repo, "docs")
+    assert provenance.code_commit(str(repo), docs["commit"]) == first["commit"]
+    assert provenance.code_commit(str(repo), later_docs["commit"]) == code["commit"]
+    assert provenance.code_commit(str(repo), None) is None
+    record = provenance.run_provenance(str(repo), later_docs, None, intra_op_threads=1,
+                                       repo=str(repo))
+    assert (record["commit"], record["code_commit"]) == (later_docs["commit"], code["commit"])
+    assert record["intra_op_threads"] == 1
 
 
 def test_no_module_of_a_run_imports_the_paths_that_hold_no_code():
@@ -131,6 +140,8 @@ def test_record_provenance_of_a_synthetic_set(tmp_path):
     assert record["commit"] == "c" * 40 and record["dirty"] is True
     assert record["result_neutral"] == "comments only"
     assert record["cpu_count"] == os.cpu_count()
+    assert record["cpu_model"] == provenance.cpu_model() and record["code_commit"] is None
+    assert record["intra_op_threads"] is None
     assert record["data"]["generator"] == settings
     first = record["data"]["fingerprint"]
     assert (first["files"], first["bytes"]) == (3, 10 + 6 + len(json.dumps(settings)))
