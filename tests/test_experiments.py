@@ -215,17 +215,16 @@ def test_runner_lists_the_stb_suite_and_refuses_runs_of_other_code(tmp_path):
 
 
 @pytest.mark.slow
-def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(tmp_path):
+def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(small_rhd,
+                                                                              tmp_path):
     """experiments.run as a user runs it: two runs of the view suite at the smoke preset."""
     import subprocess
     import sys
 
-    from data_pipeline import synthetic
     from data_pipeline.synthetic.builder import GENERATOR_VERSION
     from experiments import provenance
 
-    data_dir = str(tmp_path / "data")
-    synthetic.generate("rhd", data_dir, num_train=8, num_test=4, seed=3, workers=1)
+    data_dir = small_rhd
     out = tmp_path / "results"
     args = [sys.executable, "-m", "experiments.run", "--suite=view", "--preset=smoke",
             "--seeds=1", f"--data_dir={data_dir}", f"--cache_dir={tmp_path / 'cache'}",
