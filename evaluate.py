@@ -18,7 +18,9 @@ Two modes:
   python evaluate.py --predictions=preds.npz --out=DIR
       Scores saved predictions of any method, no model needed: keys pred and gt (M, 21, 3),
       root-relative, in mm, canonical keypoint order; optional visible (M, 21) 0/1 and
-      index (M,), each sample at most once. Writes DIR/metrics.json and DIR/pck.png.
+      index (M,), each sample at most once. Writes DIR/metrics.json and DIR/pck.png. Without
+      index every row is taken as a distinct sample, unchecked: a note says so, and
+      metrics.json has indices_checked false.
 
 Every test sample is scored once (SPEC 6): a test split of which any sample could not be
 pre-processed is an error, and so is a scoring that missed one of the split's sample indices
@@ -46,7 +48,8 @@ FLAGS = flags.FLAGS
 PUBLISHED_TEST_SIZES = {"rhd": 2728, "stb": 3000}
 flags.DEFINE_string("predictions", None,
                     "An .npz of saved predictions (keys pred, gt: (M, 21, 3) mm; optional "
-                    "visible: (M, 21)) to score without a model.")
+                    "visible: (M, 21), index: (M,), each sample once; without index the rows "
+                    "are taken as distinct samples, unchecked) to score without a model.")
 flags.DEFINE_string("ckpt", None,
                     "A model_dir written by train.py, or a checkpoint prefix inside one.")
 flags.DEFINE_enum("data", None, DATASETS,
@@ -115,6 +118,10 @@ def main(argv):
             metrics, paths = report.score_predictions(FLAGS.predictions, FLAGS.out)
         except (FileNotFoundError, ValueError) as e:
             cli.exit_with(e, flag="predictions")
+        if not metrics["indices_checked"]:
+            print(f"note: {FLAGS.predictions} has no 'index' key: each of its "
+                  f"{metrics['num_samples']} rows is taken as a distinct sample, which cannot be "
+                  f"checked (evaluate.py --ckpt writes the index)")
     else:
         from model import run_config  # pylint: disable=import-outside-toplevel
         try:

@@ -41,7 +41,7 @@ def load_predictions(path: str):
     """Reads and checks a predictions .npz.
 
     Returns:
-      (pred (M, 21, 3), gt (M, 21, 3), visible (M, 21) or None).
+      (pred (M, 21, 3), gt (M, 21, 3), visible (M, 21) or None, index (M,) or None).
 
     Raises:
       FileNotFoundError: no such file.
@@ -94,7 +94,7 @@ def load_predictions(path: str):
                 f"{path}: key '{key}' of {name} is not finite at keypoint "
                 f"{keypoint} ({value[row, keypoint].tolist()}); {int(bad.any(axis=1).sum())} "
                 f"of {value.shape[0]} samples have non-finite values")
-    return pred, gt, visible
+    return pred, gt, visible, index
 
 
 def write_metrics_and_curve(metrics: dict, out_dir: str, label: str) -> dict:
@@ -111,12 +111,14 @@ def score_predictions(path: str, out_dir: str):
     Returns:
       (metrics dict, {name: written path}).
     """
-    pred, gt, visible = load_predictions(path)
+    pred, gt, visible, index = load_predictions(path)
     try:
         metrics = protocol.evaluate_pose(pred, gt, visible)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
-    metrics.update(predictions=os.path.abspath(path), num_samples=int(pred.shape[0]))
+    # Without an 'index' key every row is taken as a distinct sample, which nothing can check.
+    metrics.update(predictions=os.path.abspath(path), num_samples=int(pred.shape[0]),
+                   indices_checked=index is not None)
     label = os.path.splitext(os.path.basename(path))[0]
     return metrics, write_metrics_and_curve(metrics, out_dir, label)
 

@@ -4,7 +4,8 @@
 the paper's architecture at a quarter of every width, 64 px crops, 64 cloud points and Adam at
 1e-3, so that every strategy learns on 2 cores: 'experiment' is the step budget of the experiments
 (python -m experiments.run), 'cpu' the same regime for `make demo`. 'smoke' runs in seconds for
-tests. Step counts for 'paper' are our choice (the paper trains to convergence): about 100 epochs
+tests: an eighth of every width and 16 points, so that a checkpoint with its Adam state is about
+4.5 MB. Step counts for 'paper' are our choice (the paper trains to convergence): about 100 epochs
 of RHD at batch 32.
 """
 from typing import Any, Dict, Optional
@@ -48,7 +49,7 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
                    eval_every=250, checkpoint_every=250, log_every=25, eval_batches=0,
                    plateau_patience=3, learning_rate=1e-3, **_FIXED)),
     "smoke": dict(
-        model=dict(width=1.0), data=dict(image_size=32, num_points=256),
+        model=dict(width=0.125), data=dict(image_size=32, num_points=16),
         train=dict(batch_size=4, max_steps=4, beta_anneal_steps=2, eval_every=2,
                    checkpoint_every=2, log_every=1, eval_batches=1, plateau_patience=1,
                    learning_rate=1e-4, **_PLATEAU)),

@@ -10,19 +10,26 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.slow
-def test_pose_head_trains_every_row_from_the_same_start(tmp_path):
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """(data_dir, cache_dir) of 12 training samples, shared by the benchmarks' runs (the first
+    writes the smoke preset's cache, the others read it)."""
     from data_pipeline import synthetic
 
-    data_dir = str(tmp_path / "data")
-    synthetic.generate("rhd", data_dir, num_train=12, num_test=2, seed=5, workers=1)
+    root = tmp_path_factory.mktemp("benchmarks")
+    synthetic.generate("rhd", str(root / "data"), num_train=12, num_test=2, seed=5, workers=1)
+    return str(root / "data"), str(root / "cache")
+
+
+@pytest.mark.slow
+def test_pose_head_trains_every_row_from_the_same_start(data, tmp_path):
+    data_dir, cache_dir = data
 
     def run(*flags):
         return subprocess.run(
             [sys.executable, os.path.join(REPO, "benchmarks", "pose_head.py"), "--preset=smoke",
-             f"--data_dir={data_dir}",
-             f"--cache_dir={tmp_path / 'cache'}", "--steps=2", "--eval_every=1", "--seed=1",
-             *flags],
+             f"--data_dir={data_dir}", f"--cache_dir={cache_dir}", "--steps=2",
+             "--eval_every=1", "--seed=1", *flags],
             cwd=tmp_path, capture_output=True, text=True, timeout=600,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
@@ -46,16 +53,14 @@ def test_pose_head_trains_every_row_from_the_same_start(tmp_path):
 
 
 @pytest.mark.slow
-def test_loop_times_the_pure_step_update_and_fit_and_records_the_commit(tmp_path):
-    from data_pipeline import synthetic
+def test_loop_times_the_pure_step_update_and_fit_and_records_the_commit(data, tmp_path):
     from experiments import provenance
 
-    data_dir = str(tmp_path / "data")
-    synthetic.generate("rhd", data_dir, num_train=12, num_test=2, seed=5, workers=1)
+    data_dir, cache_dir = data
     out = tmp_path / "loop.json"
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "loop.py"), "--preset=smoke",
-         "--rows=s1", f"--data_dir={data_dir}", f"--cache_dir={tmp_path / 'cache'}",
+         "--rows=s1", f"--data_dir={data_dir}", f"--cache_dir={cache_dir}",
          "--steps=1", "--rounds=1", "--warmup_steps=1", "--fit_steps=2", "--repeats=2",
          f"--out={out}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -48,13 +49,25 @@ def data(tmp_path_factory):
     return data_dir, cache_dir
 
 
-def _child(distribution, model_dir, weights, tf_config=None, module="tests.distributed_child"):
+# One deadline for all the processes of a start, so that a hang fails within it (pytest.ini's
+# per-test timeout is the last resort).
+DEADLINE_S = 240
+
+
+def _communicate(procs):
+    """The outputs of `procs`, all of them waited for until one common deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    return [p.communicate(timeout=max(0.0, deadline - time.monotonic()))[0] for p in procs]
+
+
+def _child(distribution, model_dir, out, tf_config=None):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
+    os.makedirs(out)
     return subprocess.Popen(
-        [sys.executable, "-m", module, f"--distribution={distribution}",
-         f"--model_dir={model_dir}", f"--weights={weights}"],
+        [sys.executable, "-m", "tests.distributed_child", f"--distribution={distribution}",
+         f"--model_dir={model_dir}", f"--out={out}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -66,41 +79,47 @@ def _kill_unfinished(procs):
             p.wait()
 
 
-def _two_workers_and_one_process(tmp_path, module):
-    """Runs `module` as two workers on free ports of 127.0.0.1 and as one process; returns their
-    outputs after checking that each exited 0."""
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """tests/distributed_child.py run once as two workers on free ports of 127.0.0.1 and once as
+    one process, for both tests below (one cluster start): (root, outputs of worker 0, worker 1
+    and the one process), each checked to have exited 0. Its scratch checkpoints (worker_ckpt_*
+    in the temporary directory) are listed before and after, under keys 'before' and 'after'."""
+    root = tmp_path_factory.mktemp("cluster")
+    scratch = lambda: {d for d in os.listdir(tempfile.gettempdir())  # noqa: E731
+                       if d.startswith("worker_ckpt_")}
+    before = scratch()
+    cluster_spec = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     try:
         for index in range(2):
-            procs.append(_child("multi_worker", tmp_path / "mw", tmp_path / f"worker{index}.npz",
-                                {"cluster": cluster, "task": {"type": "worker", "index": index}},
-                                module=module))
-        procs.append(_child("auto", tmp_path / "single", tmp_path / "single.npz",
-                            module=module))
-        outputs = [p.communicate(timeout=300)[0] for p in procs]
+            procs.append(_child("multi_worker", root / "mw", root / f"worker{index}",
+                                {"cluster": cluster_spec,
+                                 "task": {"type": "worker", "index": index}}))
+        procs.append(_child("auto", root / "single", root / "single"))
+        outputs = _communicate(procs)
     finally:
         _kill_unfinished(procs)
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
-    return outputs
+    return root, outputs, {"before": before, "after": scratch()}
+
+
+def _results(root, name):
+    return (np.load(root / d / f"{name}.npz") for d in ("worker0", "worker1", "single"))
 
 
 @pytest.mark.slow
-def test_two_workers_match_each_other_and_one_process(tmp_path):
-    scratch = lambda: {d for d in os.listdir(tempfile.gettempdir())  # noqa: E731
-                       if d.startswith("worker_ckpt_")}
-    before = scratch()
-    outputs = _two_workers_and_one_process(tmp_path, "tests.distributed_child")
+def test_two_workers_match_each_other_and_one_process(cluster):
+    root, outputs, scratch = cluster
     assert "chief=True replicas=2 step=3" in outputs[0]
     assert "chief=False replicas=2 step=3" in outputs[1]
     assert "chief=True replicas=1 step=3" in outputs[2]
     # Only the chief wrote a checkpoint into model_dir; the other worker's scratch is gone.
-    assert sorted(f for f in os.listdir(tmp_path / "mw") if f.startswith("ckpt-3")) == [
+    assert sorted(f for f in os.listdir(root / "mw" / "model") if f.startswith("ckpt-3")) == [
         "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
-    assert scratch() <= before
-    chief, worker, one = (np.load(tmp_path / f) for f in ("worker0.npz", "worker1.npz",
-                                                          "single.npz"))
+    assert scratch["after"] <= scratch["before"]
+    chief, worker, one = _results(root, "model")
     # Both replicas hold the same weights after the all-reduced updates, from the same start.
     np.testing.assert_allclose(chief["weights"], worker["weights"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(chief["before"], one["before"], rtol=0, atol=1e-6)
@@ -113,15 +132,14 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_average_their_gradients(tmp_path):
-    # Plain SGD on a linear model (tests/averaging_child.py): each worker's update from half the
-    # global batch is one process's update from the whole of it, exactly when the replicas
-    # average their gradients; summing them would double it.
-    outputs = _two_workers_and_one_process(tmp_path, "tests.averaging_child")
-    assert all("replicas=2 step=1" in out for out in outputs[:2]), outputs
-    assert "replicas=1 step=1" in outputs[2]
-    chief, worker, one = (np.load(tmp_path / f) for f in ("worker0.npz", "worker1.npz",
-                                                          "single.npz"))
+def test_two_workers_average_their_gradients(cluster):
+    # Plain SGD on a linear model (tests/distributed_child.py, averaging): each worker's update
+    # from half the global batch is one process's update from the whole of it, exactly when the
+    # replicas average their gradients; summing them would double it.
+    root, outputs, _ = cluster
+    assert all("averaging: replicas=2 step=1" in out for out in outputs[:2]), outputs
+    assert "averaging: replicas=1 step=1" in outputs[2]
+    chief, worker, one = _results(root, "averaging")
     np.testing.assert_array_equal(chief["before"], one["before"])
     assert np.abs(one["after"] - one["before"]).max() > 0.1  # far above the tolerance
     for replica in (chief, worker):
@@ -145,7 +163,7 @@ def _train_py_on_two_workers(data, model_dir, tmp_dirs, *flags):
                  "--preset=smoke", f"--data_dir={data_dir}", f"--cache_dir={cache_dir}",
                  f"--model_dir={model_dir}", *flags],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        outputs = [p.communicate(timeout=300)[0] for p in procs]
+        outputs = _communicate(procs)
     finally:
         _kill_unfinished(procs)
     for p, out in zip(procs, outputs):

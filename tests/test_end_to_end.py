@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from data_pipeline import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,9 +18,9 @@ def _run(*args):
 
 
 @pytest.mark.slow
-def test_train_resume_and_evaluate(tmp_path):
-    data_dir, cache_dir, model_dir = (str(tmp_path / d) for d in ("data", "cache", "run"))
-    synthetic.generate("rhd", data_dir, num_train=8, num_test=4, seed=3, workers=1)
+def test_train_resume_and_evaluate(small_rhd, tmp_path):
+    data_dir = small_rhd
+    cache_dir, model_dir = (str(tmp_path / d) for d in ("cache", "run"))
     common = [f"--data_dir={data_dir}", f"--cache_dir={cache_dir}", f"--model_dir={model_dir}",
               "--preset=smoke"]
 

@@ -52,6 +52,14 @@ def test_scores_a_predictions_file(tmp_path):
     assert len(metrics["pck_thresholds_mm"]) == 20
     assert (out / "pck.png").stat().st_size > 0
     assert str(out / "metrics.json") in result.stdout
+    # Without an 'index' the rows are taken as distinct samples, unchecked, and that is said.
+    assert metrics["indices_checked"] is False
+    assert (f"note: {npz} has no 'index' key: each of its 2 rows is taken as a distinct sample, "
+            f"which cannot be checked") in result.stdout
+    np.savez(npz, pred=pred, gt=gt, visible=visible, index=np.array([3, 8]))
+    indexed, _ = report.score_predictions(str(npz), str(tmp_path / "indexed"))
+    assert indexed["indices_checked"] is True
+    assert indexed["epe_mean_mm"] == metrics["epe_mean_mm"]
 
 
 def test_missing_key_fails_with_its_name(tmp_path):

@@ -222,17 +222,16 @@ def test_runner_lists_the_stb_suite_and_refuses_runs_of_other_code(tmp_path):
 
 
 @pytest.mark.slow
-def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(tmp_path):
+def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(small_rhd,
+                                                                              tmp_path):
     """experiments.run as a user runs it: two runs of the view suite at the smoke preset."""
     import subprocess
     import sys
 
-    from data_pipeline import synthetic
     from data_pipeline.synthetic.builder import GENERATOR_VERSION
     from experiments import provenance
 
-    data_dir = str(tmp_path / "data")
-    synthetic.generate("rhd", data_dir, num_train=8, num_test=4, seed=3, workers=1)
+    data_dir = small_rhd
     out = tmp_path / "results"
     args = [sys.executable, "-m", "experiments.run", "--suite=view", "--preset=smoke",
             "--seeds=1", f"--data_dir={data_dir}", f"--cache_dir={tmp_path / 'cache'}",
@@ -247,9 +246,11 @@ def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(tmp
         return subprocess.run(args + list(extra), cwd=repo, capture_output=True, text=True,
                               timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
-    first = run(*declare)
+    # Both runs at once, one thread per operation each.
+    first = run(*declare, "--jobs=2", "--intra_op_threads=1")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "2 runs in view: 0 finished" in first.stdout
+    assert "[s4_seed0] $ " in first.stdout and "[s4_noview_seed0] $ " in first.stdout
     assert sorted(os.listdir(out / "runs")) == ["s4_noview_seed0.json", "s4_seed0.json"]
     record = json.loads((out / "runs" / "s4_noview_seed0.json").read_text())
     assert record["steps"] == 4 and record["config"]["data"]["view_correction"] is False
@@ -259,7 +260,13 @@ def test_runner_trains_evaluates_resumes_rescores_and_refuses_another_budget(tmp
     assert (origin["commit"], origin["dirty"]) == (code["commit"], code["dirty"])
     assert origin["result_neutral"] in ((None,) if not declare else
                                         (None, "a test of the runner"))
-    assert origin["cpu_count"] == os.cpu_count()
+    assert origin["cpu_count"] == os.cpu_count() and origin["intra_op_threads"] == 1
+    assert origin["code_commit"] == provenance.code_commit(repo, code["commit"])
+    # The reference row names the code and data that made it too.
+    mean_pose = json.loads((out / "mean_pose.json").read_text())
+    assert mean_pose["provenance"]["data"]["fingerprint"] == origin["data"]["fingerprint"]
+    assert mean_pose["command"].startswith("python -m evaluation.mean_pose")
+    assert "viewpoint correction lowers S4's EPE | 1 |" in (out / "claims.md").read_text()
     assert origin["data"]["generator"] == {"format": "rhd", "num_train": 8, "num_test": 4,
                                            "seed": 3, "generator_version": GENERATOR_VERSION}
     assert origin["data"]["fingerprint"] == provenance.data_fingerprint(data_dir)

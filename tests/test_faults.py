@@ -64,12 +64,12 @@ def _start(command):
     return proc, lines, reader
 
 
-def _wait_for(predicate, proc, timeout=240):
+def _wait_for(predicate, proc, timeout=240, poll=0.2):
     deadline = time.time() + timeout
     while not predicate():
         assert proc.poll() is None, "train.py ended early"
         assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
+        time.sleep(poll)
 
 
 def _run(command):
@@ -89,11 +89,20 @@ def _weights(ckpt):
             if name.startswith("model/") and ".OPTIMIZER_SLOT" not in name}
 
 
-def _kill_9_after(command, ckpt):
-    """Starts `command` and kills it with SIGKILL as soon as `ckpt` is written."""
+def _latest_step(model_dir):
+    """The step of the checkpoint that model_dir's `checkpoint` file names, 0 before the first."""
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
+def _kill_9_after(command, model_dir, step):
+    """Starts `command` and kills it with SIGKILL as soon as the `checkpoint` file names a
+    checkpoint of `step` or later (TensorFlow updates it after writing the checkpoint's files: a
+    kill between the two would resume from the checkpoint before); polled often, as smoke steps
+    take a few tens of milliseconds."""
     proc = _start(command)[0]
     try:
-        _wait_for(lambda: os.path.exists(f"{ckpt}.index"), proc)
+        _wait_for(lambda: _latest_step(model_dir) >= step, proc, poll=0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
@@ -108,11 +117,12 @@ def test_kill_9_then_the_same_command_ends_as_an_uninterrupted_run(data, tmp_pat
     assert code == 0, out[-3000:]
 
     interrupted = _command(data, tmp_path / "cut", *steps)
-    _kill_9_after(interrupted, tmp_path / "cut" / "ckpt-4")
+    _kill_9_after(interrupted, tmp_path / "cut", 4)
     # Nothing half-written: config.json parses and the newest checkpoint loads.
     from model import run_config  # pylint: disable=import-outside-toplevel
     run_config.read_run_config(str(tmp_path / "cut" / "config.json"))
     latest = tf.train.latest_checkpoint(str(tmp_path / "cut"))
+    assert 4 <= _latest_step(tmp_path / "cut") < 8, latest
     # Read now: the resumed run's checkpoint manager may delete it (it keeps the newest three).
     start = _weights(latest)
     code, out = _run(interrupted)
@@ -154,10 +164,11 @@ def test_kill_9_across_shards_and_a_plateau_decay_ends_as_an_uninterrupted_run(s
     assert f"done at step {end}" in whole_out
 
     interrupted = _command(sharded, tmp_path / "cut", *steps, validate=True)
-    _kill_9_after(interrupted, tmp_path / "cut" / f"ckpt-{decay}")
+    _kill_9_after(interrupted, tmp_path / "cut", decay)
     latest = tf.train.latest_checkpoint(str(tmp_path / "cut"))
-    assert int(latest.rsplit("-", 1)[1]) < end, latest  # killed before it converged
+    assert decay <= _latest_step(tmp_path / "cut") < end, latest  # killed before it converged
     reader = tf.train.load_checkpoint(latest)
+    start = _weights(latest)  # read now: the resumed run keeps only the newest three
     # The killed run had decayed the learning rate, and its stream had gone through every shard
     # and past the end of an epoch (the first validation always improves, so decay >= 4, and
     # 4 steps x 4 > 15 examples).
@@ -174,6 +185,7 @@ def test_kill_9_across_shards_and_a_plateau_decay_ends_as_an_uninterrupted_run(s
     assert f"resuming from {latest}" in out and f"done at step {end}" in out
     whole, cut = (_weights(str(tmp_path / d / f"ckpt-{end}")) for d in ("whole", "cut"))
     assert sorted(whole) == sorted(cut)
+    assert any(np.abs(whole[k] - start[k]).max() > 1e-4 for k in whole)  # it trained after
     for name in whole:
         np.testing.assert_allclose(cut[name], whole[name], rtol=0, atol=TOLERANCE, err_msg=name)
 

@@ -1,5 +1,6 @@
 """requirements.txt pins exactly what the project imports."""
 import ast
+import configparser
 import importlib.metadata
 import os
 import re
@@ -36,8 +37,17 @@ def _imported_modules():
     return names
 
 
+def _required_plugins():
+    """The pytest plugins that pytest.ini requires: used, though no module imports them."""
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(REPO, "pytest.ini"))
+    return {_normalise(name) for name in parser["pytest"].get("required_plugins", "").split()}
+
+
 def test_every_pinned_package_is_imported():
     distributions = importlib.metadata.packages_distributions()  # module -> distributions
     imported = {_normalise(dist) for module in _imported_modules()
                 for dist in distributions.get(module, [])}
-    assert _pinned() - imported == set(), "pinned in requirements.txt but imported nowhere"
+    assert _required_plugins() == {"pytest-timeout"}
+    assert _pinned() - imported - _required_plugins() == set(), (
+        "pinned in requirements.txt but imported nowhere")

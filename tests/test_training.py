@@ -254,13 +254,17 @@ def test_nonfinite_losses_in_a_row_stop_training_and_keep_the_last_checkpoint(tm
 
 
 # SIGTERM at every phase of the loop: (phase, the wrapped Trainer attribute, whether the signal
-# goes before or after the wrapped call, the call that sends it). Step 2's batch is not finite.
+# goes before or after the wrapped call, the call that sends it, the step the loop stops at).
+# Batches 1, 2, 3 give steps 1, (none: not finite), 2, then again 3, (none), 4, ... Checkpoints are
+# due every 3 steps, so every phase but saving stops where only the save on stopping leaves a
+# checkpoint; saving stops right after the regular save of step 3.
+CHECKPOINT_EVERY = 3
 SIGTERM_PHASES = {
-    "reading and updating": ("update", "before", 3),
-    "a skipped step": ("update", "after", 2),
-    "logging": ("_log", "after", 1),
-    "validation": ("validate", "after", 1),
-    "saving": ("_save", "after", 1),
+    "reading and updating": ("update", "before", 3, 2),
+    "a skipped step": ("update", "after", 2, 1),
+    "logging": ("_log", "after", 1, 1),
+    "validation": ("validate", "after", 1, 1),
+    "saving": ("_save", "after", 1, 3),
 }
 
 
@@ -269,10 +273,10 @@ def test_sigterm_at_any_phase_leaves_a_checkpoint_at_the_last_applied_step(tmp_p
     import os  # pylint: disable=import-outside-toplevel
     import signal  # pylint: disable=import-outside-toplevel
 
-    name, when, call = SIGTERM_PHASES[phase]
+    name, when, call, stop = SIGTERM_PHASES[phase]
     trainer = training.Trainer(ModelConfig(strategy="cvae", **SMALL),
-                               _config(max_steps=50, checkpoint_every=2, eval_every=1,
-                                       log_every=1), str(tmp_path))
+                               _config(max_steps=50, checkpoint_every=CHECKPOINT_EVERY,
+                                       eval_every=1, log_every=1), str(tmp_path))
     batches = [_s1_batch(seed=1), _nan_batch(), _s1_batch(seed=2)]
     ds = tf.data.Dataset.from_tensor_slices(
         {k: tf.stack([b[k] for b in batches]) for k in batches[0]}).repeat()
@@ -294,11 +298,13 @@ def test_sigterm_at_any_phase_leaves_a_checkpoint_at_the_last_applied_step(tmp_p
         validate = wrap(validate)
     else:
         setattr(trainer, name, wrap(getattr(trainer, name)))
+    handler = signal.getsignal(signal.SIGTERM)
     trainer.fit(ds, validate=validate, verbose=False)
-    step = int(trainer.step.numpy())
-    assert trainer.stop_signal == signal.SIGTERM and 0 < step < 50
-    assert tf.train.latest_checkpoint(str(tmp_path)).endswith(f"ckpt-{step}")
-    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+    assert trainer.stop_signal == signal.SIGTERM and int(trainer.step.numpy()) == stop
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith(f"ckpt-{stop}")
+    if name == "_save":
+        assert len(calls) == 1  # the step saved when the signal came is not saved again
+    assert signal.getsignal(signal.SIGTERM) is handler  # the handler before fit is back
 
 
 @pytest.mark.slow
