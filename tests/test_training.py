@@ -321,8 +321,11 @@ def test_fit_learns_a_fixed_batch(tmp_path):
     batch = {"image": rng.uniform(size=(8, 32, 32, 3)), "pose": rng.normal(size=(8, 21, 3)),
              "cloud": rng.normal(size=(8, 16, 3)), "heatmaps": rng.uniform(size=(8, 8, 8, 21))}
     batch = {k: tf.constant(v, tf.float32) for k, v in batch.items()}
+    # A constant rate (a plateau schedule that no validation drives): what is checked is that
+    # the step learns, not the cpu preset's decays.
     trainer = training.Trainer(model_cfg, _config(learning_rate=3e-3, max_steps=100,
-                                                  checkpoint_every=100), str(tmp_path))
+                                                  checkpoint_every=100, lr_schedule="plateau",
+                                                  lr_decay_fractions=()), str(tmp_path))
 
     def pose_error():  # inference path: z = mean of q(z|R)
         pred = trainer.model.predict_pose(batch["image"], training=False)
