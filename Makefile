@@ -24,8 +24,10 @@ ops: $(STAMP)
 data: $(STAMP)
 	$(PY) -m data_pipeline.synthetic --format=rhd --out $(DATA_DIR) --num_train 2000 --num_test 200 --seed 0
 
+# Two test processes (pytest-xdist): most of a test's time is single-threaded (TensorFlow's import,
+# graph tracing, subprocess start-up), so two at once nearly halve the suite on 2 cores.
 test: ops
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The demo: synthetic data, S4 (poe) with the cpu preset, evaluation, figures, and the score of
 # the training set's mean pose for reference; its record goes to $(DEMO_DIR)/demo.json (not

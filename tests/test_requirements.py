@@ -48,6 +48,6 @@ def test_every_pinned_package_is_imported():
     distributions = importlib.metadata.packages_distributions()  # module -> distributions
     imported = {_normalise(dist) for module in _imported_modules()
                 for dist in distributions.get(module, [])}
-    assert _required_plugins() == {"pytest-timeout"}
+    assert _required_plugins() == {"pytest-timeout", "pytest-xdist"}
     assert _pinned() - imported - _required_plugins() == set(), (
         "pinned in requirements.txt but imported nowhere")
