@@ -1,10 +1,11 @@
 r"""Runs the paper's experiments in kind and writes their tables and figures.
 
-  python -m experiments.run --suite=table1          # Table 1 rows, S1 and S4 with 3 seeds
+  python -m experiments.run --suite=table1          # Table 1 rows, 3 seeds each
   python -m experiments.run --suite=view            # S4 with / without viewpoint correction
   python -m experiments.run --suite=weak            # Fig. 8: S4 weak vs S4 and S1 on m% alone
   python -m experiments.run --suite=stb             # Table 2's STB column: S1, S3, S4
   python -m experiments.run --suite=all             # all four (make experiments)
+  python -m experiments.run --suite=all --jobs=2 --intra_op_threads=1   # two runs at a time
   python -m experiments.run --suite=table1 --preset=paper --data=rhd   # with the data and a GPU
   python -m experiments.run --rescore               # every finished run's model, scored again
   python -m experiments.run --suite=table1 --rows=s1,s4 --seeds=1 --max_steps=10000 \
@@ -16,8 +17,9 @@ experiments/provenance.py), and skipped when the command is started again; an in
 resumes from its newest checkpoint (train.py does that). A run is refused when the checkout has
 uncommitted changes or <out> holds finished runs of other code (commits that differ in more than
 results/, tests/, benchmarks/, .ci/ and Markdown files), unless --result_neutral declares the
-change unable to alter results. After every run the aggregates (table1.md, view.md, weak.md, stb.md, summary.json,
-runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png) are rebuilt from the records. Models live under --model_root (not committed).
+change unable to alter results. After every run the aggregates (claims.md, table1.md, view.md,
+weak.md, stb.md, summary.json, runs.json, pck_strategies.png, weak.png, fig3.png, fig4.png) are
+rebuilt from the records. Models live under --model_root (not committed).
 """
 import concurrent.futures
 import json
@@ -55,8 +57,9 @@ flags.DEFINE_enum("preset", "experiment", presets.NAMES,
 flags.DEFINE_list("rows", None, "Only the runs of these rows of the chosen suites, by key "
                   "(s1, s4, s4_noview, s4_weak_m10, ...; --dry_run lists the runs); default: "
                   "every row.")
-flags.DEFINE_integer("seeds", 3, "Seeds of S1 and S4, S4 without view correction and both S4 "
-                     "arms of the weak curves at 10% labels; the other rows get one.",
+flags.DEFINE_integer("seeds", 3, "Seeds of every Table 1 row, S4 without view correction and "
+                     "both S4 arms of the weak curves at 1% and 2% labels; the other rows get "
+                     "one.",
                      lower_bound=1)
 flags.DEFINE_integer("max_steps", None, "Override the preset's steps for every run (all rows "
                      "keep the same number).")

@@ -1,4 +1,5 @@
-"""The training presets (docs/training.md, "Presets"): networks, data and optimisation of each; no TensorFlow.
+"""The training presets (docs/training.md, "Presets"): networks, data and optimisation of each; no
+TensorFlow.
 
 'paper' is SPEC 3's hyper-parameters at the paper's network widths. The CPU-scale regime keeps
 the paper's architecture at a quarter of every width, 64 px crops, 64 cloud points and Adam at

@@ -78,7 +78,8 @@ def test_claims_markdown_is_written_with_the_tables(tmp_path):
     report.write_all(out, mean_pose=None, setting="test setting")
     text = open(os.path.join(out, "claims.md"), encoding="utf-8").read()
     # Differences -5, -4.5, -6: mean -5.17, sd 0.764, half-width 1.90.
-    assert "| S4 (PoE) below S1 (cross-modal VAE) | 3 | -5.17 | [-7.06, -3.27] | shown | - |" in text
+    assert ("| S4 (PoE) below S1 (cross-modal VAE) | 3 | -5.17 | [-7.06, -3.27] | shown | - |"
+            in text)
     assert "| S4 below S3 | 0 | - | - | no shared seed | - |" in text
     # The same numbers reach summary.json.
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
