@@ -85,8 +85,7 @@ def paired_difference(lower: Dict[int, float], higher: Dict[int, float]) -> Opti
 
 
 def _epe_by_seed(row: suites.Row, records: Dict[str, dict]) -> Dict[int, float]:
-    return {r["seed"]: r["metrics"]["epe_mean_mm"] for r in records.values()
-            if r["row_key"] == row.key and r["name"] == row.run_name(r["seed"])}
+    return {r["seed"]: r["metrics"]["epe_mean_mm"] for r in suites.row_records(row, records)}
 
 
 def paper_claims(records: Dict[str, dict]) -> List[Claim]:

@@ -33,8 +33,7 @@ flags.DEFINE_string("out", None, "Output path without extension: <out>.md and <o
 
 
 def _by_seed(records: Dict[str, dict], row: suites.Row) -> Dict[int, dict]:
-    return {r["seed"]: r for r in records.values()
-            if r["row_key"] == row.key and r["name"] == row.run_name(r["seed"])}
+    return {r["seed"]: r for r in suites.row_records(row, records)}
 
 
 def _cell(values: Sequence[float]) -> str:

@@ -48,16 +48,9 @@ def load_records(out_dir: str) -> Dict[str, dict]:
     return records
 
 
-def _row_records(row: suites.Row, records: Dict[str, dict]) -> List[dict]:
-    """The records of every finished seed of a row (whatever --seeds a call asked for), by
-    seed."""
-    return sorted((r for r in records.values() if r["name"] == row.run_name(r["seed"])
-                   and r["row_key"] == row.key), key=lambda r: r["seed"])
-
-
 def _row_stats(row: suites.Row, records: Dict[str, dict]) -> Optional[dict]:
     """Statistics of a row over every finished seed of it."""
-    done = _row_records(row, records)
+    done = suites.row_records(row, records)
     if not done:
         return None
     epe = np.array([r["metrics"]["epe_mean_mm"] for r in done])
@@ -323,7 +316,7 @@ def _write_occlusion(out_dir, records, setting) -> List[str]:
     lines, counts = [], None
     for row in suites.TABLE1:
         per_seed = []  # per seed: the EPE of each bin, then the hidden keypoints' error
-        for record in _row_records(row, records):
+        for record in suites.row_records(row, records):
             path = os.path.join(record["eval_dir"], "predictions.npz")
             if not os.path.isfile(path):
                 continue

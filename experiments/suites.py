@@ -176,3 +176,10 @@ def suite_runs(suites, seeds: int) -> List[Run]:
                     run = Run(row, seed)
                     runs.setdefault(run.name, run)
     return list(runs.values())
+
+
+def row_records(row: Row, records: Dict[str, dict]) -> List[dict]:
+    """The records (run name -> record, experiments/report.py) of every finished seed of a row,
+    whatever --seeds a call asked for, by seed."""
+    return sorted((r for r in records.values() if r["name"] == row.run_name(r["seed"])
+                   and r["row_key"] == row.key), key=lambda r: r["seed"])
