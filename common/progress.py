@@ -31,14 +31,14 @@ class Progress:
       unit: what a unit is called ('step', 'sample').
       name: what is in progress, first word of each line.
       done: units already done (a resumed run).
-
-    The rate (and so the ETA) counts from the first update on: the first unit of a run often
-    holds one-off costs (a training step's graph tracing), which would make the first ETA hours
-    long. Until a second update there is no rate, and the line shows '?' for both.
       stream: where to write (default sys.stdout, looked up at creation).
       interval: seconds between lines when the stream is not a terminal.
       live: redraw a bar in place (default: whether the stream is a terminal).
       enabled: False writes nothing.
+
+    The rate (and so the ETA) counts from the first update on: the first unit of a run often
+    holds one-off costs (a training step's graph tracing), which would make the first ETA hours
+    long. Until a second update there is no rate, and the line shows '?' for both.
     """
 
     def __init__(self, total: int, unit: str, name: str, *, done: int = 0,

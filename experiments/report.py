@@ -156,8 +156,8 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str,
                         f" fig3.png and fig4.png (Fig. 3 and 4 in kind) are evaluate.py's "
                         f"figures of {figure_run['name']}, the S4 run of lowest test EPE.")
         write_text(path, _table(table1, mean_pose, "Table 1 in kind",
-                                 f"{setting}. The paper's column is RHD, not comparable in "
-                                 "value, only in order." + figures_note))
+                                f"{setting}. The paper's column is RHD, not comparable in "
+                                "value, only in order." + figures_note))
         written.append(path)
         curves = {s["name"]: (s["pck_thresholds_mm"], s["pck"]) for s in table1}
         if mean_pose is not None:
@@ -167,8 +167,8 @@ def write_all(out_dir: str, mean_pose: Optional[dict], setting: str,
     if view:
         path = os.path.join(out_dir, "view.md")
         write_text(path, _table(view, mean_pose, "Viewpoint correction (Fig. 5 in kind)",
-                                 f"{setting}. S4 trained and evaluated with and without "
-                                 "viewpoint correction."))
+                                f"{setting}. S4 trained and evaluated with and without "
+                                "viewpoint correction."))
         written.append(path)
     written += _write_weak(out_dir, records, setting)
     if stb:

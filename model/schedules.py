@@ -71,14 +71,16 @@ class FixedSchedule(tf.Module):
         self.best_epe = tf.Variable(float("inf"), trainable=False, name="best_epe")
         self._decays = None  # decays applied to the optimizer by this object; None: not yet set
 
+    def _decays_at(self, step: int) -> int:
+        return sum(step >= boundary for boundary in self.boundaries)
+
     def learning_rate_at(self, step: int) -> float:
         """The learning rate of the update that follows `step` completed steps."""
-        decays = sum(step >= boundary for boundary in self.boundaries)
-        return self._config.learning_rate * self._config.lr_decay ** decays
+        return self._config.learning_rate * self._config.lr_decay ** self._decays_at(step)
 
     def on_step(self, step: int) -> None:
         """Sets the learning rate for the step after `step` (assigns only when it changes)."""
-        decays = sum(step >= boundary for boundary in self.boundaries)
+        decays = self._decays_at(step)
         if decays != self._decays:
             self._optimizer.learning_rate.assign(self.learning_rate_at(step))
             self._decays = decays
