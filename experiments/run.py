@@ -108,7 +108,9 @@ def _call(cmd, log_path, prefix=""):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if FLAGS.intra_op_threads:
         env["TF_NUM_INTRAOP_THREADS"] = str(FLAGS.intra_op_threads)
-    with open(log_path, "a", encoding="utf-8") as log:
+    # Line-buffered: when the runner is killed, the log keeps every line of the attempt, and the
+    # resumed attempt's record reads the whole validation curve from it.
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env)
         for line in proc.stdout:

@@ -1,6 +1,10 @@
 """The experiment runner's bookkeeping: which runs a suite has, and the tables built from them."""
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -79,6 +83,27 @@ def test_validation_curve_from_a_log_appended_over_a_resumed_run():
            "step 6: validation EPE 60.00 mm (best 54.90, patience 1/3, lr 1.0e-03)\n")
     assert report.validation_curve(log) == [[2, 55.2], [4, 54.9], [6, 60.0]]
     assert report.validation_curve("no validation here\n") == []
+
+
+def test_runner_log_keeps_the_lines_of_a_killed_attempt(tmp_path):
+    """The runner writes a run's log line by line, so the validation lines of an attempt whose
+    runner is killed stay for the record of the resumed attempt (validation_curve)."""
+    log = tmp_path / "log.txt"
+    train = ("import time; print('step 500: validation EPE 50.00 mm', flush=True); "
+             "time.sleep(120)")
+    runner = ("import sys; from experiments import run; run.FLAGS(['run']); "
+              f"run._call([sys.executable, '-c', {train!r}], sys.argv[1])")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", runner, str(log)], cwd=repo,
+                            stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (log.exists() and "EPE" in log.read_text()):
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its child, as a kill -9 would
+        proc.wait()
+    assert report.validation_curve(log.read_text()) == [[500, 50.0]]
 
 
 def test_tables_are_built_from_the_finished_runs(tmp_path):
