@@ -1,7 +1,7 @@
 r"""Compares the same rows run in two regimes, seed by seed: one results directory against another.
 
-  python -m experiments.compare --before=results/no_schedule --after=results/next \
-      --rows=s1,s4 --out=results/next/schedule
+  python -m experiments.compare --before=results/no_schedule --after=results \
+      --rows=s1,s4 --out=results/schedule
 
 writes <out>.md (per row: test EPE mean +- std in each regime, and the paired difference
 after - before with its 95% interval, experiments/claims.py) and <out>.png (the validation
